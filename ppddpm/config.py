@@ -1,0 +1,229 @@
+"""Configuration as data: dataclasses loaded from YAML, overridden from the CLI.
+
+Strings live only here, at the boundary; they are validated with errors that
+name the bad value and list the accepted ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, List, Optional
+
+import yaml
+
+from .errors import PPDDPMError
+
+
+class ConfigError(PPDDPMError, ValueError):
+    """A configuration value is wrong; the message names it and the fix."""
+
+
+ARCHS = ("unet", "fpn", "legacy_unet", "legacy_fpn", "mlp")
+MEAN_TYPES = ("eps", "x0", "xprev")
+VAR_TYPES = ("fixed_small", "fixed_large", "learned", "learned_range")
+LOSS_TYPES = ("mse", "kl", "hybrid")
+SAMPLERS = ("ddpm", "ddim")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "cifar10"          # cifar10 | folder | toy name
+    data_dir: str = "./datasets/cifar10"
+    image_size: int = 32
+    random_flip: bool = True
+    num_workers: int = 8
+    download: bool = True
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "unet"
+    ch: int = 128
+    ch_mult: List[int] = field(default_factory=lambda: [1, 2, 2, 2])
+    num_res_blocks: int = 2
+    attn_resolutions: List[int] = field(default_factory=lambda: [16])
+    dropout: float = 0.1
+    in_channels: int = 3
+    out_channels: int = 3
+    resolution: int = 32
+    learn_sigma: bool = False
+    num_classes: Optional[int] = None
+    num_steps: int = 1000             # only the legacy nets need T (embedding table)
+
+
+@dataclass
+class DiffusionConfig:
+    beta_schedule: str = "linear"
+    beta_start: float = 0.0001
+    beta_end: float = 0.02
+    num_diffusion_steps: int = 1000
+    mean_type: str = "eps"
+    var_type: str = "fixed_large"
+    loss_type: str = "mse"
+
+
+@dataclass
+class TrainConfig:
+    batchsize: int = 128
+    training_iters: int = 800000
+    lr: float = 2e-4
+    warmup_steps: int = 5000
+    lr_decay: str = "constant"        # constant | linear (to 0 at the last iteration)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    seed: int = 0
+    sample_interval: int = 5000
+    ckpt_interval: int = 40000
+    keep_last: int = 0                # 0 keeps every checkpoint
+    ckpt_prefix: str = "cifar10"
+    ckpt_dir: str = "./ckpts"
+    log_dir: str = "./log"
+    accum_steps: int = 1
+    amp: str = "off"
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "ddpm"
+    stride: int = 10
+    num_steps: Optional[int] = None
+    eta: float = 0.0
+    skip: str = "uniform"
+    respacing: Optional[str] = None
+    clip_denoised: bool = True
+    num_images: str = "64-8-8"
+    batchsize: Optional[int] = None   # None: use train.batchsize
+    sample_dir: str = "./sample"
+    sample_postfix: str = "ddpm_cifar10_test"
+    sequence_every: Optional[int] = None
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        cfg = cls()
+        for section, values in (d or {}).items():
+            if not hasattr(cfg, section):
+                raise ConfigError(f"unknown config section {section!r}; known: "
+                                  f"{[f.name for f in fields(cls)]}")
+            for key, value in (values or {}).items():
+                set_value(cfg, f"{section}.{key}", value)
+        validate(cfg)
+        return cfg
+
+
+def load_config(path: str) -> Config:
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path!r} is not valid YAML: {exc}") from None
+    return Config.from_dict(raw)
+
+
+def _coerce(value: Any, target_type: Any, name: str) -> Any:
+    """Convert a YAML/CLI value to the field's declared type."""
+    t = str(target_type)
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in ("none", "null") and "Optional" in t:
+        return None
+    if "List[int]" in t:
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        return [int(v) for v in value]
+    if "bool" in t:
+        return parse_bool(value, name)
+    if "int" in t:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return int(value)
+    if "float" in t:
+        return float(value)
+    return str(value)
+
+
+def parse_bool(value: Any, name: str = "value") -> bool:
+    """Real booleans: 'False', 'false', '0', 'no' are False (the original's type=bool bug)."""
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in ("1", "true", "yes", "y", "on"):
+        return True
+    if s in ("0", "false", "no", "n", "off"):
+        return False
+    raise ConfigError(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def set_value(cfg: Config, dotted: str, value: Any) -> None:
+    """Set ``section.key`` to ``value``, coerced to the field's type."""
+    if "." not in dotted:
+        raise ConfigError(f"override {dotted!r} must look like section.key=value")
+    section, key = dotted.split(".", 1)
+    sub = getattr(cfg, section, None)
+    if sub is None or not dataclasses.is_dataclass(sub):
+        raise ConfigError(f"unknown config section {section!r} in {dotted!r}; known: "
+                          f"{[f.name for f in fields(Config)]}")
+    types = {f.name: f.type for f in fields(sub)}
+    if key not in types:
+        raise ConfigError(f"unknown config key {dotted!r}; {section} has: {sorted(types)}")
+    try:
+        setattr(sub, key, _coerce(value, types[key], dotted))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{dotted}={value!r} is not a valid {types[key]}") from None
+
+
+def apply_overrides(cfg: Config, overrides: List[str]) -> Config:
+    """Apply ``-o section.key=value`` overrides (the Paddle toolkits' convention)."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, value = item.split("=", 1)
+        set_value(cfg, key.strip(), yaml.safe_load(value) if value.strip() else value)
+    validate(cfg)
+    return cfg
+
+
+def _check_choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not known; choose one of {list(choices)}")
+
+
+def validate(cfg: Config) -> None:
+    _check_choice("model.arch", cfg.model.arch, ARCHS)
+    _check_choice("diffusion.mean_type", cfg.diffusion.mean_type, MEAN_TYPES)
+    _check_choice("diffusion.var_type", cfg.diffusion.var_type, VAR_TYPES)
+    _check_choice("diffusion.loss_type", cfg.diffusion.loss_type, LOSS_TYPES)
+    _check_choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
+    _check_choice("sample.skip", cfg.sample.skip, ("uniform", "quadratic"))
+    _check_choice("train.lr_decay", cfg.train.lr_decay, ("constant", "linear"))
+    for name, v in (("train.batchsize", cfg.train.batchsize),
+                    ("train.training_iters", cfg.train.training_iters),
+                    ("train.accum_steps", cfg.train.accum_steps),
+                    ("diffusion.num_diffusion_steps", cfg.diffusion.num_diffusion_steps)):
+        if v < 1:
+            raise ConfigError(f"{name} must be >= 1, got {v}")
+    if not 0.0 <= cfg.train.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay must be in [0, 1), got {cfg.train.ema_decay}")
+    learned = cfg.diffusion.var_type in ("learned", "learned_range")
+    if learned and not cfg.model.learn_sigma:
+        raise ConfigError(f"diffusion.var_type={cfg.diffusion.var_type!r} needs a model "
+                          "that outputs a variance: set model.learn_sigma=true")
+    if cfg.model.learn_sigma and not learned:
+        raise ConfigError("model.learn_sigma=true needs diffusion.var_type 'learned' or "
+                          f"'learned_range', got {cfg.diffusion.var_type!r}")
