@@ -1,0 +1,75 @@
+"""The shared sampler contract.
+
+A sampler knows its timestep pairs (t, t_prev) in its diffusion's index space and a
+``step(model, x, t, t_prev, noise) -> (x_prev, pred_x0)``. One progressive generator
+drives any sampler; ``sample`` and ``progressive`` consume it.
+"""
+from __future__ import annotations
+
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import paddle
+from tqdm.auto import tqdm
+
+from ..diffusion import GaussianDiffusion
+from .noise import NoiseStream
+
+
+def to_unit_range(x: paddle.Tensor, model) -> paddle.Tensor:
+    """Map samples from the model's data range (``model.data_range``) to [-1, 1]."""
+    lo, hi = getattr(model, "data_range", (-1.0, 1.0))
+    if (lo, hi) == (-1.0, 1.0):
+        return x
+    return (x - lo) / (hi - lo) * 2.0 - 1.0
+
+
+class Sampler:
+    """Base class; subclasses set ``self.diffusion`` and ``self.steps`` and define ``step``."""
+
+    diffusion: GaussianDiffusion
+    steps: List[Tuple[int, int]]  # (t, t_prev) pairs from the noisiest step down; t_prev -1 ends
+
+    def __init__(self, clip_denoised: bool = True, model_kwargs: Optional[dict] = None):
+        self.clip_denoised = clip_denoised
+        self.model_kwargs = model_kwargs or {}
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.steps)
+
+    def step(self, model, x, t, t_prev, noise):
+        raise NotImplementedError
+
+    @paddle.no_grad()
+    def progressive(self, model, shape: Sequence[int], every: int = 1, seed: int = 0,
+                    index_offset: int = 0, noise: Optional[paddle.Tensor] = None,
+                    progress: bool = False) -> Iterator[dict]:
+        """Yield {"t", "x", "pred_x0"} every ``every`` steps and after the last step.
+
+        ``x`` is x_{t_prev} after the step, in [-1, 1] model space; image ``i`` of the batch is
+        image ``index_offset + i`` of the run (its noise depends only on seed and that index).
+        ``noise``, if given, replaces x_T (the per-step noise still comes from the stream).
+        """
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        N = int(shape[0])
+        stream = NoiseStream(seed, range(index_offset, index_offset + N), shape[1:])
+        x = stream.next()
+        if noise is not None:
+            x = paddle.to_tensor(noise, dtype="float32")
+        bar = tqdm(self.steps, desc=type(self).__name__, disable=not progress, leave=False)
+        for i, (t, t_prev) in enumerate(bar):
+            t_vec = paddle.full([N], t, dtype="int64")
+            x, pred_x0 = self.step(model, x, t_vec, t_prev, stream.next())
+            if (i + 1) % every == 0 or i + 1 == len(self.steps):
+                yield {"t": t_prev, "x": to_unit_range(x, model),
+                       "pred_x0": to_unit_range(pred_x0, model)}
+
+    def sample(self, model, shape: Sequence[int], seed: int = 0, index_offset: int = 0,
+               noise: Optional[paddle.Tensor] = None, progress: bool = True) -> paddle.Tensor:
+        """Draw a batch; returns the final x_0 in [-1, 1]."""
+        last = None
+        for last in self.progressive(model, shape, every=len(self.steps), seed=seed,
+                                     index_offset=index_offset, noise=noise, progress=progress):
+            pass
+        return last["x"]

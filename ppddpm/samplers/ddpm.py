@@ -1,0 +1,28 @@
+"""Ancestral sampling (Ho et al. 2020, Algorithm 2) with the diffusion's variance type."""
+from __future__ import annotations
+
+import paddle
+
+from ..diffusion import GaussianDiffusion
+from .base import Sampler
+
+
+class DDPMSampler(Sampler):
+    """x_{t-1} = mu_theta(x_t, t) + sigma_t z, with no noise added at the last step.
+
+    Pass a respaced diffusion (``ppddpm.respace``) to sample on a subsequence.
+    """
+
+    def __init__(self, diffusion: GaussianDiffusion, clip_denoised: bool = True,
+                 model_kwargs=None):
+        super().__init__(clip_denoised, model_kwargs)
+        self.diffusion = diffusion
+        T = diffusion.num_timesteps
+        self.steps = [(t, t - 1) for t in range(T - 1, -1, -1)]
+
+    def step(self, model, x, t, t_prev, noise):
+        out = self.diffusion.p_mean_variance(model, x, t, clip_denoised=self.clip_denoised,
+                                             model_kwargs=self.model_kwargs)
+        if t_prev < 0:  # t == 0: return the mean (eq. 11 with z = 0)
+            return out["mean"], out["pred_x0"]
+        return out["mean"] + paddle.exp(0.5 * out["log_variance"]) * noise, out["pred_x0"]
