@@ -48,7 +48,10 @@ class ModelConfig:
     resolution: int = 32
     learn_sigma: bool = False
     num_classes: Optional[int] = None
-    num_steps: int = 1000             # only the legacy nets need T (embedding table)
+    num_steps: int = 1000             # only the legacy nets and the fpn need T (embedding table)
+    norm_groups: int = 32             # GroupNorm groups (official: 32)
+    norm_eps: float = 1e-6            # GroupNorm epsilon (official TF group_norm: 1e-6)
+    time_freq_shift: float = 1.0      # sinusoid f_i = 10000^(-i/(half - shift)); official: 1
 
 
 @dataclass

@@ -1,0 +1,202 @@
+"""Layers shared by the official DDPM UNet and the FPN-style UNet.
+
+Everything here exports with ``paddle.jit.save`` and runs under the Paddle
+Inference predictor with oneDNN: upsampling is ``repeat_interleave`` (not
+``F.interpolate``) and dropout is element-wise (not ``Dropout2D``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+__all__ = [
+    "timestep_embedding", "sinusoidal_table", "Swish", "group_norm", "conv3x3",
+    "zero_init", "ResBlock", "AttnBlock", "Downsample", "Upsample", "upsample_nearest2x",
+    "sdpa_available",
+]
+
+_XAVIER = nn.initializer.XavierUniform()
+_ZERO = nn.initializer.Constant(0.0)
+
+
+def _frequencies(half: int, freq_shift: float) -> np.ndarray:
+    # exp(-log(10000) * i / (half - shift)), i = 0..half-1, computed in float32 like
+    # the official DDPM code (shift 1) and diffusers' Timesteps(downscale_freq_shift).
+    if half - freq_shift <= 0:
+        raise ValueError(f"embedding dim {2 * half} too small for freq_shift {freq_shift}")
+    expo = -math.log(10000.0) * np.arange(half, dtype=np.float32) / np.float32(half - freq_shift)
+    return np.exp(expo.astype(np.float32)).astype(np.float32)
+
+
+def timestep_embedding(t: paddle.Tensor, dim: int, freq_shift: float = 1.0) -> paddle.Tensor:
+    """Transformer-style embedding of integer timesteps, [N] -> [N, dim].
+
+    Official DDPM (Ho et al. 2020, diffusion_tf/nn.py get_timestep_embedding):
+    first half sin(t * f_i), second half cos(t * f_i), f_i = 10000^(-i/(half-1));
+    odd ``dim`` is zero-padded.
+    """
+    half = dim // 2
+    freqs = paddle.to_tensor(_frequencies(half, freq_shift))
+    args = t.astype("float32").unsqueeze(1) * freqs.unsqueeze(0)
+    # cos(a) = 1 - 2 sin^2(a/2) (exact identity, error ~1e-7 in float32): Paddle 3.3's
+    # inference inplace_pass computes sin in place and then feeds the result to a cos of
+    # the same tensor, so sin(a) and cos(a) side by side give wrong values once exported.
+    half_sin = paddle.sin(args * 0.5)
+    emb = paddle.concat([paddle.sin(args), 1.0 - 2.0 * half_sin * half_sin], axis=1)
+    if dim % 2 == 1:
+        emb = paddle.concat([emb, paddle.zeros_like(emb[:, :1])], axis=1)
+    return emb
+
+
+def sinusoidal_table(num_steps: int, dim: int, freq_shift: float = 1.0) -> np.ndarray:
+    """The embedding of t = 0..num_steps-1 as a float32 table [num_steps, dim]."""
+    half = dim // 2
+    args = np.arange(num_steps, dtype=np.float32)[:, None] * _frequencies(half, freq_shift)[None]
+    table = np.concatenate([np.sin(args), np.cos(args)], axis=1)
+    if dim % 2 == 1:
+        table = np.concatenate([table, np.zeros((num_steps, 1), np.float32)], axis=1)
+    return table.astype(np.float32)
+
+
+class Swish(nn.Layer):
+    """swish(x) = x * sigmoid(x) (Ramachandran et al. 2017), the DDPM nonlinearity."""
+
+    def forward(self, x):
+        return F.silu(x)
+
+
+def group_norm(ch: int, groups: int = 32, eps: float = 1e-6) -> nn.GroupNorm:
+    """GroupNorm(32) as in the official code (tf.contrib group_norm, epsilon 1e-6)."""
+    if ch % groups:
+        raise ValueError(f"GroupNorm({groups}) needs channels divisible by {groups}, got {ch}")
+    return nn.GroupNorm(groups, ch, epsilon=eps)
+
+
+def zero_init(layer: nn.Layer) -> nn.Layer:
+    """Set weight and bias to zero (the official code's init_scale=0)."""
+    for p in layer.parameters():
+        p.set_value(paddle.zeros_like(p))
+    return layer
+
+
+def conv3x3(cin: int, cout: int, stride: int = 1, padding=1) -> nn.Conv2D:
+    return nn.Conv2D(cin, cout, 3, stride=stride, padding=padding,
+                     weight_attr=_XAVIER, bias_attr=_ZERO)
+
+
+def conv1x1(cin: int, cout: int) -> nn.Conv2D:
+    return nn.Conv2D(cin, cout, 1, weight_attr=_XAVIER, bias_attr=_ZERO)
+
+
+def linear(cin: int, cout: int) -> nn.Linear:
+    return nn.Linear(cin, cout, weight_attr=_XAVIER, bias_attr=_ZERO)
+
+
+class ResBlock(nn.Layer):
+    """Official DDPM residual block (diffusion_tf/models/unet.py resnet_block):
+
+    h = conv1(swish(norm1(x))) + temb_proj(swish(temb))
+    h = conv2(dropout(swish(norm2(h))))          conv2 zero-initialised
+    out = shortcut(x) + h                         1x1 shortcut when channels change
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, temb_ch: int, dropout: float = 0.0,
+                 groups: int = 32, eps: float = 1e-6):
+        super().__init__()
+        self.norm1 = group_norm(in_ch, groups, eps)
+        self.conv1 = conv3x3(in_ch, out_ch)
+        self.temb_proj = linear(temb_ch, out_ch)
+        self.norm2 = group_norm(out_ch, groups, eps)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = zero_init(conv3x3(out_ch, out_ch))
+        self.shortcut = conv1x1(in_ch, out_ch) if in_ch != out_ch else None
+
+    def forward(self, x, temb_act):
+        """temb_act = swish(temb), computed once by the network: exported, several
+        swish(temb) of one tensor are run in place by Paddle 3.3's inplace_pass."""
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.temb_proj(temb_act).unsqueeze([2, 3])
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        # fresh tensor first, defensively: x is also a UNet skip, and Paddle 3.3's inference
+        # inplace_pass has been seen to overwrite tensors still in use (timestep_embedding).
+        return h + (self.shortcut(x) if self.shortcut is not None else x)
+
+
+_SDPA_OK: Optional[bool] = None
+
+
+def sdpa_available() -> bool:
+    """Whether paddle's fused scaled_dot_product_attention runs on the current device."""
+    global _SDPA_OK
+    if _SDPA_OK is None:
+        try:
+            q = paddle.ones([1, 4, 1, 8], dtype="float32")
+            out = F.scaled_dot_product_attention(q, q, q, training=False)
+            _SDPA_OK = bool(np.allclose(out.numpy(), 1.0))
+        except Exception:  # no kernel for this device / build
+            _SDPA_OK = False
+    return _SDPA_OK
+
+
+class AttnBlock(nn.Layer):
+    """Single-head self-attention over the H*W positions (official attn_block):
+
+    q, k, v = Linear(norm(x));  h = softmax(q k^T / sqrt(C)) v;  out = x + proj_out(h)
+    proj_out zero-initialised. ``use_sdpa`` None picks the fused kernel when available.
+    """
+
+    def __init__(self, ch: int, groups: int = 32, eps: float = 1e-6,
+                 use_sdpa: Optional[bool] = None):
+        super().__init__()
+        self.ch = ch
+        self.norm = group_norm(ch, groups, eps)
+        self.qkv = linear(ch, 3 * ch)
+        self.proj_out = zero_init(linear(ch, ch))
+        self.use_sdpa = sdpa_available() if use_sdpa is None else use_sdpa
+
+    def forward(self, x):
+        b, c, hgt, wid = x.shape
+        h = self.norm(x).flatten(2).transpose([0, 2, 1])          # [B, HW, C]
+        q, k, v = paddle.split(self.qkv(h), 3, axis=-1)
+        if self.use_sdpa:
+            h = F.scaled_dot_product_attention(
+                q.unsqueeze(2), k.unsqueeze(2), v.unsqueeze(2), training=False).squeeze(2)
+        else:
+            w = paddle.matmul(q, k, transpose_y=True) * (float(self.ch) ** -0.5)
+            h = paddle.matmul(F.softmax(w, axis=-1), v)
+        h = self.proj_out(h).transpose([0, 2, 1]).reshape([b, c, hgt, wid])
+        return h + x   # fresh tensor first (see ResBlock.forward)
+
+
+class Downsample(nn.Layer):
+    """Strided 3x3 conv. TF 'SAME' padding for stride 2 on even sizes pads 0 before and
+    1 after (as diffusers' Downsample2D with padding=0 does with F.pad(x, (0,1,0,1)))."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = conv3x3(ch, ch, stride=2, padding=[0, 1, 0, 1])
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def upsample_nearest2x(x):
+    """Nearest-neighbour 2x on NCHW, written with repeat_interleave so that it exports
+    to the oneDNN predictor (F.interpolate nearest does not; PADDLE_CPU_NOTES.md)."""
+    return paddle.repeat_interleave(paddle.repeat_interleave(x, 2, axis=2), 2, axis=3)
+
+
+class Upsample(nn.Layer):
+    """Nearest 2x, then conv3x3 (official upsample with_conv=True)."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = conv3x3(ch, ch)
+
+    def forward(self, x):
+        return self.conv(upsample_nearest2x(x))
