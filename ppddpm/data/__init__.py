@@ -1,0 +1,51 @@
+"""Data sets and loaders. ``build_dataset(data_cfg)`` picks the set named by data.dataset.
+
+Every data set yields (float32 CHW image in [-1,1], int64 label) numpy pairs and
+accepts int or ``(index, flip)`` keys; ``build_loader`` (see loader.py) makes the
+order and flips a pure function of (seed, epoch) for exact resume.
+Other modules (e.g. toy sets) can add themselves with ``register_dataset``.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+from ..config import ConfigError, DataConfig
+from .loader import EpochBatchSampler, build_loader, epoch_permutation, flip_bits
+
+__all__ = ["build_dataset", "build_loader", "register_dataset", "EpochBatchSampler",
+           "epoch_permutation", "flip_bits", "DATASETS"]
+
+
+def _cifar10(cfg: DataConfig):
+    from .cifar10 import Cifar10Dataset
+    if cfg.image_size != 32:
+        raise ConfigError(f"data.image_size={cfg.image_size}, but CIFAR-10 images are 32x32; "
+                          "set data.image_size=32 (and model.resolution=32)")
+    return Cifar10Dataset(cfg.data_dir, train=True, random_flip=cfg.random_flip,
+                          download=cfg.download)
+
+
+def _folder(cfg: DataConfig):
+    from .folders import ImageFolderDataset
+    return ImageFolderDataset(cfg.data_dir, cfg.image_size, random_flip=cfg.random_flip)
+
+
+DATASETS: Dict[str, Callable[[DataConfig], object]] = {
+    "cifar10": _cifar10,
+    "folder": _folder,
+    "celeba_hq": _folder,
+}
+
+
+def register_dataset(name: str, factory: Callable[[DataConfig], object]) -> None:
+    """Make ``data.dataset=name`` build ``factory(data_cfg)``."""
+    DATASETS[name] = factory
+
+
+def build_dataset(data_cfg: DataConfig):
+    try:
+        factory = DATASETS[data_cfg.dataset]
+    except KeyError:
+        raise ConfigError(f"data.dataset={data_cfg.dataset!r} is not known; choose one of "
+                          f"{sorted(DATASETS)}") from None
+    return factory(data_cfg)
