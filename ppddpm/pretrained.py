@@ -16,13 +16,10 @@ import numpy as np
 
 from .config import Config, ConfigError, ModelConfig
 from .errors import CheckpointError
+from .models.state import as_numpy
 
 # ModelConfig fields that do not change the weights (not compared by map_config).
 _NOT_IN_WEIGHTS = {"dropout"}
-
-
-def _to_numpy(value) -> np.ndarray:
-    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
 
 
 def save_inference_file(path: str, model_state: Mapping, betas, options: Optional[Mapping],
@@ -35,13 +32,13 @@ def save_inference_file(path: str, model_state: Mapping, betas, options: Optiona
     from . import __version__
     from .train.checkpoint import atomic_save
 
-    betas = np.asarray(betas, dtype=np.float64)
+    betas = as_numpy(betas).astype(np.float64)
     if betas.ndim != 1 or betas.size == 0:
         raise CheckpointError(f"betas must be a non-empty 1-D array, got shape {list(betas.shape)}")
     cfg = config.to_dict() if isinstance(config, Config) else dict(config)
     if "model" not in cfg:
         raise ConfigError("the config saved with an inference file needs a 'model' section")
-    obj = {"model": {k: _to_numpy(v) for k, v in model_state.items()}, "betas": betas,
+    obj = {"model": {k: as_numpy(v) for k, v in model_state.items()}, "betas": betas,
            "options": dict(options or {}), "config": cfg, "version": __version__}
     return atomic_save(obj, path)
 
@@ -93,7 +90,7 @@ def resolve_weight_file(obj: Mapping, source: str) -> WeightFile:
         if not isinstance(obj.get(entry), Mapping):
             raise CheckpointError(f"{source} has no 'model' entry holding weights "
                                   f"(entries: {sorted(obj)}); is it a ppddpm checkpoint?")
-        betas = None if obj.get("betas") is None else np.asarray(obj["betas"], dtype=np.float64)
+        betas = None if obj.get("betas") is None else as_numpy(obj["betas"]).astype(np.float64)
         return WeightFile(cfg, obj[entry], betas, f"{source} [{entry}]",
                           f"{cfg.model.arch} from the config stored in the file")
     from .convert.original import legacy_betas, legacy_config, original_weights

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..config import Config, ConfigError, set_value, validate
 from ..errors import CheckpointError
+from ..models.state import as_numpy
 from .original import convert_original, detect_legacy_arch, legacy_config, legacy_model_config
 
 __all__ = ["convert_original", "convert_training", "convert_diffusers", "convert_file",
@@ -50,7 +51,7 @@ def convert_training(src_path: str, use_ema: bool = True) -> dict:
     except ConfigError as exc:
         raise CheckpointError(f"{src_path}: the config stored in the file is invalid: {exc}") from None
     d = cfg.diffusion
-    betas = (np.asarray(obj["betas"], dtype=np.float64) if obj.get("betas") is not None else
+    betas = (as_numpy(obj["betas"]).astype(np.float64) if obj.get("betas") is not None else
              get_beta_schedule(d.beta_schedule, d.num_diffusion_steps, d.beta_start, d.beta_end))
     state = _checked_state(cfg, obj[entry], f"{src_path} [{entry}]")
     options = dict(obj.get("options") or {})

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import Config, ConfigError, DataConfig, DiffusionConfig, ModelConfig, validate
 from ..errors import CheckpointError
-from ..models.state import tensor_shape
+from ..models.state import as_numpy, tensor_shape
 
 UNET_MARKER = "middles.0.conv1.2.weight"   # only the original UNet has this key
 FPN_MARKER = "middle.out_norm.weight"      # only the original FPN has this key
@@ -109,7 +109,7 @@ def legacy_model_config(state: Mapping[str, object], source: str = "checkpoint")
 def legacy_betas(obj: Mapping, source: str) -> np.ndarray:
     """The file's betas (float64), else the schedule its options describe."""
     if obj.get("betas") is not None:
-        betas = np.asarray(obj["betas"], dtype=np.float64)
+        betas = as_numpy(obj["betas"]).astype(np.float64)
         if betas.ndim != 1 or betas.size == 0:
             raise CheckpointError(f"{source}: 'betas' must be a 1-D array, got shape "
                                   f"{list(betas.shape)}")

@@ -25,6 +25,11 @@ def tensor_shape(value) -> Tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
+def as_numpy(value) -> np.ndarray:
+    """A numpy view/copy of a paddle tensor (paddle.load returns tensors) or array-like."""
+    return value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
+
+
 def describe_model(model) -> str:
     """A one-line description of the architecture a model was built for."""
     cfg = getattr(model, "config", None)
@@ -89,10 +94,7 @@ def load_state_strict(model, state_dict: Mapping[str, object], source: str,
     check_state(model, state_dict, source, expected)
     targets: Dict[str, paddle.Tensor] = model.state_dict()
     for name, param in targets.items():
-        value = state_dict[name]
-        if isinstance(value, paddle.Tensor):
-            value = value.numpy()
-        value = np.asarray(value)
+        value = as_numpy(state_dict[name])
         try:
             param.set_value(value.astype(_np_dtype(param), copy=False))
         except (ValueError, TypeError) as exc:
