@@ -18,7 +18,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .layers import (AttnBlock, conv1x1, conv3x3, group_norm, linear, sinusoidal_table,
-                     upsample_nearest2x, zero_init)
+                     upsample_nearest2x)
 from .unet import check_common
 
 
@@ -53,8 +53,7 @@ class FPN(nn.Layer):
         self.num_steps, self.num_classes = cfg.num_steps, cfg.num_classes
         temb_ch = 4 * ch
         table = sinusoidal_table(cfg.num_steps, ch, getattr(cfg, "time_freq_shift", 1.0))
-        self.time_table = nn.Embedding(cfg.num_steps, ch)
-        self.time_table.weight.set_value(paddle.to_tensor(table))
+        self.time_table = nn.Embedding(cfg.num_steps, ch, weight_attr=nn.initializer.Assign(table))
         self.time_dense = linear(ch, temb_ch)
         if cfg.num_classes is not None:   # id num_classes = "no label"
             self.label_emb = nn.Embedding(cfg.num_classes + 1, temb_ch)
@@ -87,7 +86,7 @@ class FPN(nn.Layer):
                 self.upsample_after.add(len(self.up) - 1)
         self.norm_out = group_norm(cur, groups, eps)
         out_ch = cfg.out_channels * (2 if cfg.learn_sigma else 1)
-        self.conv_out = zero_init(conv3x3(cur, out_ch))
+        self.conv_out = conv3x3(cur, out_ch, zero=True)
 
     def embed(self, t, y=None):
         temb = self.time_dense(F.silu(self.time_table(t)))

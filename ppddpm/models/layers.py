@@ -16,7 +16,7 @@ import paddle.nn.functional as F
 
 __all__ = [
     "timestep_embedding", "sinusoidal_table", "Swish", "group_norm", "conv3x3",
-    "zero_init", "ResBlock", "AttnBlock", "Downsample", "Upsample", "upsample_nearest2x",
+    "conv1x1", "linear", "ResBlock", "AttnBlock", "Downsample", "Upsample", "upsample_nearest2x",
     "sdpa_available",
 ]
 
@@ -77,24 +77,19 @@ def group_norm(ch: int, groups: int = 32, eps: float = 1e-6) -> nn.GroupNorm:
     return nn.GroupNorm(groups, ch, epsilon=eps)
 
 
-def zero_init(layer: nn.Layer) -> nn.Layer:
-    """Set weight and bias to zero (the official code's init_scale=0)."""
-    for p in layer.parameters():
-        p.set_value(paddle.zeros_like(p))
-    return layer
-
-
-def conv3x3(cin: int, cout: int, stride: int = 1, padding=1) -> nn.Conv2D:
+def conv3x3(cin: int, cout: int, stride: int = 1, padding=1, zero: bool = False) -> nn.Conv2D:
+    """3x3 conv, Xavier-uniform weights (the official default_init), zero bias;
+    ``zero=True`` zero-initialises the weight too (the official init_scale=0)."""
     return nn.Conv2D(cin, cout, 3, stride=stride, padding=padding,
-                     weight_attr=_XAVIER, bias_attr=_ZERO)
+                     weight_attr=_ZERO if zero else _XAVIER, bias_attr=_ZERO)
 
 
 def conv1x1(cin: int, cout: int) -> nn.Conv2D:
     return nn.Conv2D(cin, cout, 1, weight_attr=_XAVIER, bias_attr=_ZERO)
 
 
-def linear(cin: int, cout: int) -> nn.Linear:
-    return nn.Linear(cin, cout, weight_attr=_XAVIER, bias_attr=_ZERO)
+def linear(cin: int, cout: int, zero: bool = False) -> nn.Linear:
+    return nn.Linear(cin, cout, weight_attr=_ZERO if zero else _XAVIER, bias_attr=_ZERO)
 
 
 class ResBlock(nn.Layer):
@@ -113,7 +108,7 @@ class ResBlock(nn.Layer):
         self.temb_proj = linear(temb_ch, out_ch)
         self.norm2 = group_norm(out_ch, groups, eps)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = zero_init(conv3x3(out_ch, out_ch))
+        self.conv2 = conv3x3(out_ch, out_ch, zero=True)
         self.shortcut = conv1x1(in_ch, out_ch) if in_ch != out_ch else None
 
     def forward(self, x, temb_act):
@@ -156,7 +151,7 @@ class AttnBlock(nn.Layer):
         self.ch = ch
         self.norm = group_norm(ch, groups, eps)
         self.qkv = linear(ch, 3 * ch)
-        self.proj_out = zero_init(linear(ch, ch))
+        self.proj_out = linear(ch, ch, zero=True)
         self.use_sdpa = sdpa_available() if use_sdpa is None else use_sdpa
 
     def forward(self, x):

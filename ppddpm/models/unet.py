@@ -13,8 +13,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import (AttnBlock, Downsample, ResBlock, Upsample, conv3x3, group_norm,
-                     linear, timestep_embedding, zero_init)
+from .layers import (AttnBlock, Downsample, ResBlock, Swish, Upsample, conv3x3, group_norm,
+                     linear, timestep_embedding)
 
 
 def check_common(cfg, name: str) -> None:
@@ -66,7 +66,7 @@ class UNet(nn.Layer):
         self.num_classes = cfg.num_classes
         self.out_ch = cfg.out_channels * (2 if cfg.learn_sigma else 1)
         temb_ch = 4 * ch
-        self.temb = nn.Sequential(linear(ch, temb_ch), nn.Silu(), linear(temb_ch, temb_ch))
+        self.temb = nn.Sequential(linear(ch, temb_ch), Swish(), linear(temb_ch, temb_ch))
         if cfg.num_classes is not None:   # id num_classes = "no label" (classifier-free guidance)
             self.label_emb = nn.Embedding(cfg.num_classes + 1, temb_ch)
 
@@ -109,7 +109,7 @@ class UNet(nn.Layer):
                 res_now *= 2
         self.up = nn.LayerList(ups)
         self.norm_out = group_norm(cur, groups, eps)
-        self.conv_out = zero_init(conv3x3(cur, self.out_ch))
+        self.conv_out = conv3x3(cur, self.out_ch, zero=True)
 
     def embed(self, t, y=None):
         temb = self.temb(timestep_embedding(t, self.ch, self.freq_shift))
