@@ -27,6 +27,8 @@ def test_atomic_save_roundtrip_and_no_temp(tmp_path):
     np.testing.assert_array_equal(d["model"]["w"].numpy(), np.arange(6).reshape(2, 3))
     assert d["betas"].dtype == np.float64 and d["ckpt_idx"] == 41 and d["options"]["lr"] == 2e-4
     assert os.listdir(tmp_path / "sub") == ["cifar10_ckpt_iter_42.pdparam"]
+    w = ck.load_checkpoint(path, return_numpy=True)["model"]["w"]
+    assert isinstance(w, np.ndarray) and w.dtype == np.float32
 
 
 def test_failed_save_keeps_old_file_and_removes_temp(tmp_path):

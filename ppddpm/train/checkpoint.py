@@ -35,14 +35,17 @@ def atomic_save(obj: Any, path: str) -> str:
     return path
 
 
-def load_checkpoint(path: str) -> dict:
-    """paddle.load a checkpoint dict, turning every failure into a CheckpointError."""
+def load_checkpoint(path: str, return_numpy: bool = False) -> dict:
+    """paddle.load a checkpoint dict, turning every failure into a CheckpointError.
+
+    ``return_numpy=True`` gives numpy arrays instead of tensors (paddle.load's flag).
+    """
     if not path or not os.path.isfile(path):
         what = "is a folder, not a file" if path and os.path.isdir(path) else "does not exist"
         raise CheckpointError(f"checkpoint {path!r} {what}; check the path "
                               "(--resume_ckpt_path / --pretrained_path)")
     try:
-        obj = paddle.load(path)
+        obj = paddle.load(path, return_numpy=return_numpy)
     except Exception as exc:  # paddle raises EOFError, ValueError, UnpicklingError...
         raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt and cannot be "
                               f"read ({type(exc).__name__}: {exc}); use another checkpoint "
