@@ -1,6 +1,11 @@
 """ppddpm: denoising diffusion models (DDPM, DDIM, Improved DDPM) in PaddlePaddle."""
 __version__ = "0.1.0"
 
+import warnings  # noqa: E402
+
+# Paddle warns about a missing C++ compiler cache at import; it concerns only custom ops.
+warnings.filterwarnings("ignore", message="No ccache found")
+
 from .diffusion import GaussianDiffusion, LossType, MeanType, VarType  # noqa: E402
 from .respace import respace, space_timesteps  # noqa: E402
 from .samplers import DDIMSampler, DDPMSampler  # noqa: E402

@@ -1,0 +1,177 @@
+"""The shared entry point of every run script: ``--mode train | resume | convert | denoise``."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .cli_args import build_parser, overrides_from_args
+from .config import Config, ConfigError, apply_overrides, load_config, set_value, validate
+from .errors import CheckpointError, PPDDPMError
+
+
+def resolve_config(args, default_config: str, preset: Sequence[str] = ()) -> Config:
+    """YAML, then the script's preset (e.g. the DDIM sampler), then -o overrides, then flags."""
+    cfg = load_config(args.config or default_config)
+    apply_overrides(cfg, list(preset) + list(args.override))
+    for key, value in overrides_from_args(args):
+        set_value(cfg, key, value)
+    validate(cfg)
+    # "{sampler}_cifar10_test" names DDPM and DDIM samples apart, as the original did.
+    cfg.sample.sample_postfix = cfg.sample.sample_postfix.replace("{sampler}", cfg.sample.sampler)
+    return cfg
+
+
+def _set_device() -> str:
+    import paddle
+    device = "gpu" if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu"
+    paddle.set_device(device)
+    return device
+
+
+def _say(args, message: str) -> None:
+    if not args.quiet:
+        print(message, flush=True)
+
+
+# -- modes ---------------------------------------------------------------------
+def run_train(args, cfg: Config, resume: bool) -> None:
+    from .data import build_dataset, build_loader
+    from .diffusion import GaussianDiffusion
+    from .models import build_model
+    from .pretrained import compare_model_configs
+    from .train.checkpoint import load_checkpoint
+    from .train.trainer import Trainer, find_resume_checkpoint, world
+    import paddle
+
+    ckpt, ckpt_path = None, None
+    if resume:
+        ckpt_path = find_resume_checkpoint(cfg, args.resume_ckpt_path)
+        if ckpt_path is None:
+            raise CheckpointError(f"nothing to resume: no {cfg.train.ckpt_prefix}_ckpt_iter_*.pdparam "
+                                  f"in {cfg.train.ckpt_dir!r}; pass --resume_ckpt_path or use --mode train")
+        ckpt = load_checkpoint(ckpt_path)
+        if "config" not in ckpt or "ckpt_idx" not in ckpt:
+            raise CheckpointError(f"{ckpt_path} is not a ppddpm training checkpoint (it lacks "
+                                  "'config' or 'ckpt_idx'); convert it with python -m ppddpm.convert")
+        compare_model_configs(Config.from_dict(ckpt["config"]).model, cfg.model, ckpt_path)
+    paddle.seed(cfg.train.seed)  # the initial weights
+    model = build_model(cfg.model)
+    diffusion = GaussianDiffusion.from_config(cfg.diffusion)
+    if ckpt is not None and not np.allclose(np.asarray(ckpt["betas"]), diffusion.betas, rtol=1e-12):
+        raise CheckpointError(f"{ckpt_path} was trained with other betas than this config "
+                              "gives; resume with the config it was trained with")
+    dataset = build_dataset(cfg.data)
+    trainer = Trainer(cfg, model, diffusion, dataset, options=vars(args), progress=not args.quiet)
+    if ckpt is not None:
+        trainer.load_state(ckpt, ckpt_path)
+        _say(args, f"resuming {ckpt_path} at iteration {trainer.iteration}")
+    size, _ = world()
+    if cfg.train.batchsize % size:
+        raise ConfigError(f"--batchsize {cfg.train.batchsize} does not split over {size} ranks")
+    loader = build_loader(dataset, cfg.train.batchsize // size, num_workers=cfg.data.num_workers,
+                          seed=cfg.train.seed, start_step=trainer.iteration, infinite=True)
+    done = trainer.fit(loader)
+    _say(args, f"trained {done} iterations; last checkpoint {trainer.last_saved}")
+
+
+def run_convert(args, cfg: Config) -> None:
+    from .pretrained import save_inference_file
+    from .train.checkpoint import inference_path, load_checkpoint
+    from .train.trainer import find_resume_checkpoint
+
+    src = find_resume_checkpoint(cfg, args.resume_ckpt_path)
+    if src is None:
+        raise CheckpointError(f"no training checkpoint to convert in {cfg.train.ckpt_dir!r}; "
+                              "pass --resume_ckpt_path")
+    ckpt = load_checkpoint(src)
+    entry = "model_ema" if args.convert_ema else "model"
+    if entry not in ckpt or "ckpt_idx" not in ckpt:
+        raise CheckpointError(f"{src} has no {entry!r} or 'ckpt_idx' entry; is it a training checkpoint?")
+    file_cfg = Config.from_dict(ckpt["config"]) if "config" in ckpt else cfg
+    iters = int(ckpt["ckpt_idx"]) + 1
+    out = inference_path(cfg.train.ckpt_dir, cfg.train.ckpt_prefix, iters, ema=args.convert_ema)
+    save_inference_file(out, ckpt[entry], ckpt["betas"], ckpt.get("options"), file_cfg)
+    _say(args, f"wrote {out} ({'EMA' if args.convert_ema else 'raw'} weights of iteration {iters})")
+
+
+def _sampling_setup(args, cfg: Config):
+    from .diffusion import GaussianDiffusion
+    from .images import parse_num_images
+    from .pretrained import load_pretrained
+    from .sampling import build_sampler, image_shape
+
+    n, rows, cols = parse_num_images(cfg.sample.num_images)
+    path = args.pretrained_path
+    if not path:
+        raise CheckpointError("denoise needs --pretrained_path (an inference file, training "
+                              "checkpoint or original .pdparam)")
+    expect = cfg.model if any(o.startswith("model.") for o in args.override) else None
+    model, diffusion, file_cfg = load_pretrained(path, map_config=expect)
+    if args.var_type is not None and args.var_type != diffusion.var_type.value:
+        diffusion = GaussianDiffusion(diffusion.betas, diffusion.mean_type, args.var_type,
+                                      diffusion.loss_type)
+    try:
+        sampler = build_sampler(diffusion, cfg.sample)
+    except ValueError as exc:
+        raise ConfigError(f"sampler settings: {exc}") from None
+    return model, sampler, image_shape(file_cfg.model), (n, rows, cols)
+
+
+def run_denoise(args, cfg: Config) -> None:
+    from .images import save_grid, save_individual, save_npz, save_sequence
+    from .sampling import generate, generate_sequence, sampler_description
+
+    model, sampler, shape, (n, rows, cols) = _sampling_setup(args, cfg)
+    batch = cfg.sample.batchsize or cfg.train.batchsize
+    out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
+    _say(args, f"sampling {n} images of {shape} with {sampler_description(sampler)}, batch {batch}")
+    progress = not args.quiet
+    if args.sequence:
+        x0_frames, xt_frames = generate_sequence(model, sampler, n, shape, batch,
+                                                 every=args.sequence_every, seed=cfg.sample.seed,
+                                                 progress=progress)
+        png = os.path.join(out_dir, f"sequence_{postfix}.png")
+        gif = os.path.join(out_dir, f"sequence_{postfix}.gif")
+        save_sequence(x0_frames, png)
+        save_sequence(xt_frames, os.path.join(out_dir, f"sequence_xt_{postfix}.png"), gif_path=gif,
+                      gif_layout=(rows, cols))
+        _say(args, f"wrote {png} (predicted x0, {len(x0_frames)} frames per image) and {gif}")
+        return
+    images = generate(model, sampler, n, shape, batch, seed=cfg.sample.seed, progress=progress)
+    path = save_grid(images, os.path.join(out_dir, f"sample_{postfix}.png"), rows, cols)
+    _say(args, f"wrote {path}")
+    if args.save_individual:
+        folder = os.path.join(out_dir, postfix)
+        save_individual(images, folder)
+        _say(args, f"wrote {n} PNGs to {folder}/")
+    if args.save_npz:
+        _say(args, f"wrote {save_npz(images, os.path.join(out_dir, postfix + '.npz'))}")
+
+
+def main(default_config: str, description: str, preset: Sequence[str] = (),
+         default_mode: str = "train", argv: Optional[Sequence[str]] = None) -> int:
+    """Parse the command line and run one mode. Errors a user can fix exit with status 2
+    and a one-line message, without a traceback."""
+    args = build_parser(description).parse_args(argv)
+    mode = args.mode or default_mode
+    if mode == "train" and args.resume:
+        mode = "resume"
+    try:
+        cfg = resolve_config(args, default_config, preset)
+        _set_device()
+        if mode in ("train", "resume"):
+            run_train(args, cfg, resume=mode == "resume")
+        elif mode == "convert":
+            run_convert(args, cfg)
+        else:
+            run_denoise(args, cfg)
+    except PPDDPMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,81 @@
+"""Batched generation from a config: the sampler choice, batches, progressive frames."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .config import SampleConfig
+from .diffusion import GaussianDiffusion
+from .images import to_uint8
+from .respace import respace
+from .samplers import DDIMSampler, DDPMSampler, Sampler
+
+
+def build_sampler(diffusion: GaussianDiffusion, cfg: SampleConfig) -> Sampler:
+    """DDPM (optionally on a respaced chain) or DDIM, as ``cfg`` says."""
+    if cfg.respacing:
+        diffusion = respace(diffusion, cfg.respacing)
+    if cfg.sampler == "ddim":
+        steps = dict(num_steps=cfg.num_steps) if cfg.num_steps else dict(stride=cfg.stride)
+        return DDIMSampler(diffusion, eta=cfg.eta, skip=cfg.skip,
+                           clip_denoised=cfg.clip_denoised, **steps)
+    return DDPMSampler(diffusion, clip_denoised=cfg.clip_denoised)
+
+
+def sampler_description(sampler: Sampler) -> str:
+    if isinstance(sampler, DDIMSampler):
+        return f"DDIM, {sampler.num_steps} steps, eta {sampler.eta:g}"
+    return f"DDPM ancestral, {sampler.num_steps} steps, {sampler.diffusion.var_type.value} variance"
+
+
+def image_shape(model_cfg) -> List[int]:
+    return [model_cfg.in_channels, model_cfg.resolution, model_cfg.resolution]
+
+
+def generate(model, sampler: Sampler, num_images: int, shape: Sequence[int], batch_size: int,
+             seed: int = 0, index_offset: int = 0, progress: bool = True) -> np.ndarray:
+    """Draw ``num_images`` images in batches; returns uint8 NHWC.
+
+    Image i always gets the noise of (seed, index_offset + i), whatever the batch size.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    out = []
+    bar = tqdm(total=num_images, desc="images", unit="img", disable=not progress)
+    for start in range(0, num_images, batch_size):
+        n = min(batch_size, num_images - start)
+        x = sampler.sample(model, [n] + list(shape), seed=seed,
+                           index_offset=index_offset + start, progress=progress)
+        out.append(to_uint8(x))
+        bar.update(n)
+    bar.close()
+    return np.concatenate(out, axis=0)
+
+
+def default_sequence_every(sampler: Sampler) -> int:
+    """About 20 frames per run: every 50 DDPM steps of 1000, every 5 steps of a 100-step DDIM."""
+    return max(1, sampler.num_steps // 20)
+
+
+def generate_sequence(model, sampler: Sampler, num_images: int, shape: Sequence[int],
+                      batch_size: int, every: Optional[int] = None, seed: int = 0,
+                      progress: bool = True):
+    """Progressive generation: (pred_x0 frames, x_t frames), each a list over time of uint8 NHWC."""
+    every = every or default_sequence_every(sampler)
+    x0_frames: List[List[np.ndarray]] = []
+    xt_frames: List[List[np.ndarray]] = []
+    for start in range(0, num_images, batch_size):
+        n = min(batch_size, num_images - start)
+        x0_b, xt_b = [], []
+        for i, frame in enumerate(sampler.progressive(model, [n] + list(shape), every=every,
+                                                      seed=seed, index_offset=start,
+                                                      progress=progress)):
+            x0_b.append(to_uint8(frame["pred_x0"]))
+            xt_b.append(to_uint8(frame["x"]))
+        x0_frames.append(x0_b)
+        xt_frames.append(xt_b)
+    join = lambda per_batch: [np.concatenate([b[k] for b in per_batch])
+                              for k in range(len(per_batch[0]))]
+    return join(x0_frames), join(xt_frames)

@@ -1,0 +1,182 @@
+"""The training loop: warm-up, gradient clipping, EMA, samples, atomic checkpoints, exact resume.
+
+Exact resume rests on two facts: the data order is a pure function of (seed, epoch)
+(``ppddpm.data.loader``), and each iteration reseeds Paddle's generator from
+(seed, rank, iteration) before drawing t, the noise and the dropout masks. A run
+stopped after N iterations and resumed therefore repeats the uninterrupted run.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Optional
+
+import numpy as np
+import paddle
+from tqdm.auto import tqdm
+
+from ..config import Config
+from ..errors import PPDDPMError, TrainingDiverged
+from ..images import make_grid, parse_num_images, save_grid
+from ..models.state import load_state_strict
+from ..pretrained import save_inference_file
+from ..sampling import build_sampler, generate, image_shape
+from .checkpoint import (atomic_save, get_rng_state, inference_path, latest_checkpoint,
+                         prune_checkpoints, train_ckpt_path)
+from .ema import EMA
+from .logger import RunLogger
+from .lr import build_lr_scheduler
+
+
+def iteration_seed(seed: int, rank: int, iteration: int) -> int:
+    """A well-mixed 31-bit seed for one iteration of one rank."""
+    return int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1)[0] >> 1)
+
+
+def world() -> tuple:
+    try:
+        return paddle.distributed.get_world_size(), paddle.distributed.get_rank()
+    except Exception:
+        return 1, 0
+
+
+class Trainer:
+    def __init__(self, cfg: Config, model: paddle.nn.Layer, diffusion, dataset,
+                 options: Optional[dict] = None, progress: bool = True):
+        self.cfg, self.model, self.diffusion, self.dataset = cfg, model, diffusion, dataset
+        self.options = dict(options or {})
+        self.progress = progress
+        self.world_size, self.rank = world()
+        self.is_main = self.rank == 0
+        tc = cfg.train
+        self.lr_sched = build_lr_scheduler(tc.lr, tc.warmup_steps, tc.training_iters, tc.lr_decay)
+        clip = paddle.nn.ClipGradByGlobalNorm(tc.grad_clip) if tc.grad_clip > 0 else None
+        self.optim = paddle.optimizer.Adam(learning_rate=self.lr_sched,
+                                           parameters=model.parameters(), grad_clip=clip)
+        self.ema = EMA(model, tc.ema_decay)
+        self.iteration = 0  # iterations done
+        self.last_saved: Optional[str] = None
+        self.losses = []  # loss of every iteration of this process (for tests and logs)
+
+    # -- state ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        from .. import __version__
+        return {"model": self.model.state_dict(), "model_ema": self.ema.state_dict(),
+                "optim": self.optim.state_dict(), "lr_sched": self.lr_sched.state_dict(),
+                "ckpt_idx": self.iteration - 1, "betas": self.diffusion.betas,
+                "options": self.options, "config": self.cfg.to_dict(),
+                "version": __version__, "rng": get_rng_state()}
+
+    def load_state(self, ckpt: dict, source: str) -> None:
+        """Restore a training checkpoint (its architecture was already checked by the caller)."""
+        load_state_strict(self.model, ckpt["model"], source)
+        load_state_strict(self.ema.model, ckpt.get("model_ema", ckpt["model"]), source)
+        if "optim" in ckpt:
+            self.optim.set_state_dict(ckpt["optim"])
+        if "lr_sched" in ckpt:
+            self.lr_sched.set_state_dict(ckpt["lr_sched"])
+        self.iteration = int(ckpt["ckpt_idx"]) + 1
+        self.last_saved = source
+
+    def save_checkpoint(self) -> Optional[str]:
+        if not self.is_main:
+            return None
+        tc = self.cfg.train
+        path = atomic_save(self.state_dict(), train_ckpt_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration))
+        prune_checkpoints(tc.ckpt_dir, tc.ckpt_prefix, tc.keep_last)
+        self.last_saved = path
+        return path
+
+    def save_inference_files(self) -> list:
+        """The EMA inference file and its non-EMA twin, as the original writes at the end."""
+        if not self.is_main:
+            return []
+        tc, out = self.cfg.train, []
+        for ema, state in ((True, self.ema.state_dict()), (False, self.model.state_dict())):
+            path = inference_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration, ema=ema)
+            out.append(save_inference_file(path, state, self.diffusion.betas, self.options, self.cfg))
+        return out
+
+    # -- one iteration ---------------------------------------------------------
+    def train_step(self, x0: paddle.Tensor) -> float:
+        paddle.seed(iteration_seed(self.cfg.train.seed, self.rank, self.iteration))
+        n = x0.shape[0]
+        t = paddle.randint(0, self.diffusion.num_timesteps, [n], dtype="int64")
+        noise = paddle.randn(x0.shape, dtype="float32")
+        loss = self.diffusion.training_losses(self.model, x0, t, noise=noise)["loss"].mean()
+        value = float(loss)
+        if not math.isfinite(value):
+            where = f"the last good checkpoint is {self.last_saved}" if self.last_saved \
+                else "no checkpoint was written yet"
+            raise TrainingDiverged(
+                f"the loss became {value} at iteration {self.iteration}; training stopped "
+                f"before the bad update, and {where}. Lower --lr, keep gradient clipping on "
+                "(train.grad_clip), or check the data for NaNs.")
+        loss.backward()
+        self.optim.step()
+        self.optim.clear_grad()
+        self.lr_sched.step()
+        self.ema.update()
+        self.iteration += 1
+        return value
+
+    # -- the loop ----------------------------------------------------------------
+    def write_samples(self) -> Optional[str]:
+        if not self.is_main:
+            return None
+        n, rows, cols = parse_num_images(self.cfg.sample.num_images)
+        sampler = build_sampler(self.diffusion, self.cfg.sample)
+        batch = self.cfg.sample.batchsize or self.cfg.train.batchsize
+        images = generate(self.ema.model, sampler, n, image_shape(self.cfg.model), batch,
+                          seed=self.cfg.sample.seed, progress=False)
+        path = os.path.join(self.cfg.sample.sample_dir, f"sample_iter{self.iteration}.png")
+        save_grid(images, path, rows, cols)
+        self.logger.image("samples", make_grid(images, rows, cols), self.iteration)
+        return path
+
+    def fit(self, loader) -> int:
+        """Train until ``train.training_iters``; returns the iterations done."""
+        tc = self.cfg.train
+        self.logger = RunLogger(tc.log_dir, enabled=self.is_main)
+        self.model.train()
+        bar = tqdm(total=tc.training_iters, initial=self.iteration, desc="train", unit="it",
+                   disable=not (self.progress and self.is_main), dynamic_ncols=True)
+        batches = iter(loader)
+        start = time.perf_counter()
+        first = self.iteration
+        try:
+            while self.iteration < tc.training_iters:
+                x0 = next(batches)[0]
+                loss = self.train_step(x0)
+                self.losses.append(loss)
+                self.logger.scalar("loss", loss, self.iteration)
+                self.logger.scalar("lr", self.optim.get_lr(), self.iteration)
+                rate = (self.iteration - first) / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optim.get_lr():.2e}",
+                                img_s=f"{rate * tc.batchsize:.1f}", refresh=False)
+                bar.update(1)
+                if tc.sample_interval > 0 and self.iteration % tc.sample_interval == 0:
+                    self.write_samples()
+                if tc.ckpt_interval > 0 and self.iteration % tc.ckpt_interval == 0:
+                    self.save_checkpoint()
+                    self.logger.flush()
+        except KeyboardInterrupt:
+            bar.close()
+            if self.is_main and self.iteration > first:
+                path = self.save_checkpoint()
+                raise PPDDPMError(f"interrupted at iteration {self.iteration}; saved {path}. "
+                                  "Continue with --mode resume.") from None
+            raise
+        finally:
+            bar.close()
+            self.logger.close()
+        if self.last_saved != train_ckpt_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration):
+            self.save_checkpoint()
+        self.save_inference_files()
+        return self.iteration
+
+
+def find_resume_checkpoint(cfg: Config, path: Optional[str]) -> Optional[str]:
+    """``path`` if given, else the latest checkpoint of ``train.ckpt_prefix`` in ``train.ckpt_dir``."""
+    return path or latest_checkpoint(cfg.train.ckpt_dir, cfg.train.ckpt_prefix)
