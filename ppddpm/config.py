@@ -6,6 +6,7 @@ name the bad value and list the accepted ones.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any, List, Optional
 
@@ -126,7 +127,9 @@ class Config:
         return cfg
 
 
-def load_config(path: str) -> Config:
+def _read_yaml(path: str, seen=()) -> dict:
+    """Read a YAML config; a top-level ``base: other.yaml`` (relative to this file) is
+    read first and this file's sections are merged over it."""
     try:
         with open(path, "r", encoding="utf-8") as fh:
             raw = yaml.safe_load(fh) or {}
@@ -134,7 +137,22 @@ def load_config(path: str) -> Config:
         raise ConfigError(f"config file {path!r} does not exist") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path!r} is not valid YAML: {exc}") from None
-    return Config.from_dict(raw)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path!r} must hold sections (data:, model:, ...)")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    base_path = os.path.join(os.path.dirname(os.path.abspath(path)), base)
+    if base_path in seen:
+        raise ConfigError(f"config {path!r} includes itself through 'base'")
+    merged = _read_yaml(base_path, seen + (base_path,))
+    for section, values in raw.items():
+        merged.setdefault(section, {}).update(values or {})
+    return merged
+
+
+def load_config(path: str) -> Config:
+    return Config.from_dict(_read_yaml(path))
 
 
 def _coerce(value: Any, target_type: Any, name: str) -> Any:
