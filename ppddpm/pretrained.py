@@ -20,6 +20,9 @@ from .models.state import as_numpy
 
 # ModelConfig fields that do not change the weights (not compared by map_config).
 _NOT_IN_WEIGHTS = {"dropout"}
+# Fields the legacy networks do not read (the original fixes GroupNorm(32, eps 1e-5)
+# and has a learned time table).
+LEGACY_IGNORED = {"norm_groups", "norm_eps", "time_freq_shift"}
 
 
 def save_inference_file(path: str, model_state: Mapping, betas, options: Optional[Mapping],
@@ -56,7 +59,9 @@ def _model_cfg(value) -> ModelConfig:
 def compare_model_configs(found: ModelConfig, expected: ModelConfig, source: str) -> None:
     """Raise CheckpointError naming every weight-relevant field that differs."""
     skip = set(_NOT_IN_WEIGHTS)
-    if not found.arch.startswith("legacy_"):
+    if found.arch.startswith("legacy_"):
+        skip |= LEGACY_IGNORED          # fixed in the original's networks
+    else:
         skip.add("num_steps")          # only the legacy nets have a T-row time table
     if found.arch == "legacy_fpn":
         skip.add("attn_resolutions")   # the FPN has no attention

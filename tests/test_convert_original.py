@@ -134,3 +134,16 @@ def test_training_checkpoint_to_ema_inference_file(tmp_path):
     result = convert_training(str(src), use_ema=False)
     for k, v in raw_w.items():
         np.testing.assert_array_equal(result["model"][k], v)
+
+
+def test_from_diffusers_writes_an_inference_file_with_the_reference_output(tmp_path):
+    # The networks engineer's tiny diffusers fixture: weights + scheduler + torch outputs.
+    src = os.path.join(ROOT, "tests", "fixtures", "diffusers_tiny")
+    out = tmp_path / "ddpm_tiny.pdparam"
+    assert main(["--from", "diffusers", "--src", src, "--out", str(out)]) == 0
+    model, diffusion, cfg = load_pretrained(str(out))
+    assert cfg.model.arch == "unet" and cfg.diffusion.var_type == "fixed_large"
+    assert cfg.data.image_size == cfg.model.resolution == 16
+    np.testing.assert_allclose(diffusion.betas, np.linspace(1e-4, 0.02, 1000))
+    io = np.load(os.path.join(src, "io.npz"))
+    np.testing.assert_allclose(forward_np(model, io["x"], io["t"]), io["out"], atol=1e-4)

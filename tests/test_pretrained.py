@@ -171,3 +171,15 @@ def test_load_state_strict_lists_offenders_and_truncates():
     for n in (missing, unexpected, wrong):
         assert f"... and {n - MAX_LISTED} more" in msg
     assert len(msg.splitlines()) < 3 * MAX_LISTED + 10
+
+
+def test_map_config_ignores_fields_the_legacy_nets_do_not_read(tmp_path):
+    path = str(tmp_path / "f.pdparam")
+    save_inference_file(path, random_state(tiny("fpn"), 0), tiny_betas(), {},
+                        {**legacy_config().to_dict(), "model": dict(TINY_FPN)})
+    expected = ModelConfig(**{**TINY_FPN, "norm_eps": 1e-5, "attn_resolutions": [16],
+                              "dropout": 0.1})
+    model, _, cfg = load_pretrained(path, map_config=expected)
+    assert cfg.model.arch == "legacy_fpn"
+    with pytest.raises(CheckpointError, match="num_res_blocks: file has 2, expected 1"):
+        load_pretrained(path, map_config=ModelConfig(**{**TINY_FPN, "num_res_blocks": 1}))

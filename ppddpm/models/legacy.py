@@ -25,6 +25,10 @@ therefore carries ``data_range = (lo, hi)``: samplers start from N(0, I) as usua
 clip predicted x0 to ``data_range`` and map the final sample to [-1, 1] with
 ``(x - lo) / (hi - lo) * 2 - 1``; training maps [-1, 1] data into ``data_range``
 before ``q_sample``. ``to_model_range`` / ``from_model_range`` below do the maps.
+
+Config fields these nets ignore: ``norm_groups``, ``norm_eps`` and ``time_freq_shift``
+(the original always uses GroupNorm(32) with Paddle's eps 1e-5 and a learned time
+table), and for the FPN ``attn_resolutions`` and ``dropout``.
 """
 from __future__ import annotations
 
