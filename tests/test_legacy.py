@@ -140,3 +140,22 @@ def test_original_file_loads_via_load_pretrained(tmp_path, kind, training):
     other = tiny(kind)
     other.set_state_dict(model_state if training else ema_state)
     assert np.abs(forward_np(model, x, t) - forward_np(other, x, t)).max() > 1e-3
+
+
+def test_sampling_a_legacy_unet_clips_and_maps_through_data_range(tmp_path):
+    # The UNet lives in [0, 1]: a one-step DDIM sample (eta 0) is its x0 prediction,
+    # clipped to model.data_range = [0, 1] and then mapped to [-1, 1] by 2x - 1.
+    from ppddpm.samplers import DDIMSampler
+    path = tmp_path / "ddpm_i7_ema.pdparam"
+    write_original_file(path, "unet", training=False)
+    model, diffusion, _ = load_pretrained(str(path))
+    sampler = DDIMSampler(diffusion, num_steps=1, eta=0.0)
+    (t, t_prev), = sampler.steps
+    assert t_prev == -1
+    x_t = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    out = sampler.sample(model, [4, 3, 8, 8], noise=x_t, progress=False).numpy()
+    eps = forward_np(model, x_t, np.full(4, t, dtype=np.int64))
+    abar = diffusion.alphas_cumprod[t]
+    x0 = (x_t - np.sqrt(1 - abar) * eps) / np.sqrt(abar)
+    np.testing.assert_allclose(out, 2 * np.clip(x0, 0, 1) - 1, atol=1e-4)
+    assert (out == -1).mean() > 0.2 and (out == 1).mean() > 0.05    # both bounds are hit
