@@ -34,6 +34,23 @@ def iteration_seed(seed: int, rank: int, iteration: int) -> int:
     return int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1)[0] >> 1)
 
 
+def optimizer_state_by_name(model, state: dict, to_structured: bool) -> dict:
+    """Key the optimizer state by parameter path ("down.0.conv.weight") instead of Paddle's
+    per-process unique names ("conv2d_3.w_0"), which change with construction order, so a
+    checkpoint resumes in any process."""
+    params = sorted(((n, p.name) for n, p in model.named_parameters()), key=lambda x: -len(x[1]))
+    out = {}
+    for key, value in state.items():
+        new = key
+        for path, unique in params:
+            src, dst = (unique + "_", path + "::") if to_structured else (path + "::", unique + "_")
+            if key.startswith(src):
+                new = dst + key[len(src):]
+                break
+        out[new] = value
+    return out
+
+
 def world() -> tuple:
     try:
         return paddle.distributed.get_world_size(), paddle.distributed.get_rank()
@@ -63,7 +80,8 @@ class Trainer:
     def state_dict(self) -> dict:
         from .. import __version__
         return {"model": self.model.state_dict(), "model_ema": self.ema.state_dict(),
-                "optim": self.optim.state_dict(), "lr_sched": self.lr_sched.state_dict(),
+                "optim": optimizer_state_by_name(self.model, self.optim.state_dict(), True),
+                "lr_sched": self.lr_sched.state_dict(),
                 "ckpt_idx": self.iteration - 1, "betas": self.diffusion.betas,
                 "options": self.options, "config": self.cfg.to_dict(),
                 "version": __version__, "rng": get_rng_state()}
@@ -73,7 +91,7 @@ class Trainer:
         load_state_strict(self.model, ckpt["model"], source)
         load_state_strict(self.ema.model, ckpt.get("model_ema", ckpt["model"]), source)
         if "optim" in ckpt:
-            self.optim.set_state_dict(ckpt["optim"])
+            self.optim.set_state_dict(optimizer_state_by_name(self.model, ckpt["optim"], False))
         if "lr_sched" in ckpt:
             self.lr_sched.set_state_dict(ckpt["lr_sched"])
         self.iteration = int(ckpt["ckpt_idx"]) + 1
