@@ -1,10 +1,5 @@
-"""DDPM on CIFAR-10: train, resume, convert and sample (see --help)."""
-import os
-import sys
-
-from ppddpm.cli import main
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+"""DDPM on CIFAR-10 (Ho et al. 2020): train, resume, convert and sample. See --help."""
+from ppddpm.cli import script_main
 
 if __name__ == "__main__":
-    sys.exit(main(os.path.join(HERE, "configs", "cifar10.yaml"), __doc__))
+    script_main(__file__, "cifar10.yaml", ddim=False)

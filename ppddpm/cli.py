@@ -151,6 +151,16 @@ def run_denoise(args, cfg: Config) -> None:
         _say(args, f"wrote {save_npz(images, os.path.join(out_dir, postfix + '.npz'))}")
 
 
+def script_main(script_file: str, config_name: str, ddim: bool = False) -> None:
+    """The whole body of a run script: its YAML in configs/ and, for the DDIM scripts,
+    the DDIM sampler preselected with denoise as the default mode."""
+    import __main__
+    here = os.path.dirname(os.path.abspath(script_file))
+    preset = ["sample.sampler=ddim"] if ddim else []
+    sys.exit(main(os.path.join(here, "configs", config_name), __main__.__doc__, preset=preset,
+                  default_mode="denoise" if ddim else "train"))
+
+
 def main(default_config: str, description: str, preset: Sequence[str] = (),
          default_mode: str = "train", argv: Optional[Sequence[str]] = None) -> int:
     """Parse the command line and run one mode. Errors a user can fix exit with status 2

@@ -32,8 +32,8 @@ CONFIG_FLAGS = {
     "var_type": ("diffusion.var_type", str, "reverse-process variance: fixed_large (beta_t, the "
                  "paper's CIFAR-10 choice) | fixed_small (posterior) | learned | learned_range"),
     # training
-    "batchsize": ("train.batchsize", int, "training batch size (global, over all ranks); also "
-                  "the sampling batch size unless the config sets sample.batchsize"),
+    "batchsize": ("train.batchsize", int, "training batch size (global, over all ranks) and "
+                  "sampling batch size (default sample.batchsize, else train.batchsize)"),
     "training_iters": ("train.training_iters", int, "total training iterations"),
     "lr": ("train.lr", float, "Adam learning rate after warm-up"),
     "warmup_steps": ("train.warmup_steps", int, "linear learning-rate warm-up iterations"),
@@ -105,6 +105,8 @@ def overrides_from_args(args: argparse.Namespace) -> list:
         value = getattr(args, flag)
         if value is not None:
             out.append((key, value))
+    if args.batchsize is not None:  # one flag for both, as in the original scripts
+        out.append(("sample.batchsize", args.batchsize))
     if args.loss_type is not None:
         if args.loss_type == "noisepred":
             out += [("diffusion.mean_type", "eps"), ("diffusion.loss_type", "mse")]

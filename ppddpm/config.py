@@ -226,6 +226,8 @@ def _check_choice(name: str, value: str, choices) -> None:
 
 
 def validate(cfg: Config) -> None:
+    # The nets with a T-row time table (fpn, legacy) take T from the diffusion.
+    cfg.model.num_steps = cfg.diffusion.num_diffusion_steps
     _check_choice("model.arch", cfg.model.arch, ARCHS)
     _check_choice("diffusion.mean_type", cfg.diffusion.mean_type, MEAN_TYPES)
     _check_choice("diffusion.var_type", cfg.diffusion.var_type, VAR_TYPES)

@@ -9,9 +9,9 @@ import paddle
 import pytest
 from PIL import Image
 
+from helpers_cli import ROOT, grid_size, run
 from helpers_data import make_fake_cifar10
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = """\
 base: {root}/configs/cifar10.yaml
 model: {{ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [16], dropout: 0.1}}
@@ -22,24 +22,12 @@ sample: {{num_images: 4-2-2}}
 """
 
 
-def run(script, *args, cwd, expect=0):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *args, "--quiet"],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == expect, proc.stdout + proc.stderr
-    return proc
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("cifar")
     make_fake_cifar10(str(d / "ds"), 8)
     (d / "tiny.yaml").write_text(TINY.format(root=ROOT))
     return d
-
-
-def grid_size(n_rows, n_cols, tile=32, pad=2):
-    return n_cols * tile + (n_cols + 1) * pad, n_rows * tile + (n_rows + 1) * pad
 
 
 @pytest.fixture(scope="module")

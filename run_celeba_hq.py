@@ -1,0 +1,5 @@
+"""DDPM on CelebA-HQ 128 with the FPN-style UNet: train, resume, convert and sample. See --help."""
+from ppddpm.cli import script_main
+
+if __name__ == "__main__":
+    script_main(__file__, "celeba_hq.yaml", ddim=False)
