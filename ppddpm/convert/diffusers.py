@@ -37,6 +37,9 @@ _REQUIRED = {
     "mid_block_type": ("UNetMidBlock2D",),
 }
 
+_DEFAULT_DOWN = ("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D")
+_DEFAULT_UP = ("AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D")
+
 
 def find_diffusers_files(src_dir: str) -> Tuple[str, str, Optional[str]]:
     """(config.json, weights, scheduler_config.json or None) for a UNet folder, a
@@ -104,13 +107,15 @@ def model_config_from_diffusers(cfg: dict, path: str = "config.json",
     ch = chans[0]
     if any(c % ch for c in chans):
         raise ConfigError(f"{path}: block_out_channels {chans} are not multiples of {ch}")
-    size = cfg.get("sample_size", 32)
+    size = cfg.get("sample_size")
+    if size is None:
+        raise ConfigError(f"{path}: sample_size is not set; the DDPM UNet needs the resolution")
     if isinstance(size, (list, tuple)):
         if len(set(size)) != 1:
             raise ConfigError(f"{path}: sample_size {size} is not square")
         size = size[0]
-    levels = _attn_levels(list(cfg.get("down_block_types", [])),
-                          list(cfg.get("up_block_types", [])), path)
+    levels = _attn_levels(list(cfg.get("down_block_types", _DEFAULT_DOWN)),
+                          list(cfg.get("up_block_types", _DEFAULT_UP)), path)
     for i in levels:   # ppddpm's attention is single-head (diffusers' default dim is 8)
         head = cfg.get("attention_head_dim", 8)
         if head is not None and int(head) != chans[i]:

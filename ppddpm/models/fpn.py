@@ -61,7 +61,7 @@ class FPN(nn.Layer):
         attn_res = set(cfg.attn_resolutions or [])
         self.conv_in = conv3x3(cfg.in_channels, ch)
         res_now, cur, skips = cfg.resolution, ch, []
-        self.down, self.down_attn, down_at = nn.LayerList(), nn.LayerDict(), []
+        self.down, self.down_attn = nn.LayerList(), nn.LayerDict()
         for i, m in enumerate(mult):
             for j in range(nres):
                 skips.append((cur, res_now))      # the input of this block

@@ -155,7 +155,6 @@ class AttnBlock(nn.Layer):
         self.use_sdpa = sdpa_available() if use_sdpa is None else use_sdpa
 
     def forward(self, x):
-        b, c, hgt, wid = x.shape
         h = self.norm(x).flatten(2).transpose([0, 2, 1])          # [B, HW, C]
         q, k, v = paddle.split(self.qkv(h), 3, axis=-1)
         if self.use_sdpa:
@@ -164,7 +163,7 @@ class AttnBlock(nn.Layer):
         else:
             w = paddle.matmul(q, k, transpose_y=True) * (float(self.ch) ** -0.5)
             h = paddle.matmul(F.softmax(w, axis=-1), v)
-        h = self.proj_out(h).transpose([0, 2, 1]).reshape([b, c, hgt, wid])
+        h = self.proj_out(h).transpose([0, 2, 1]).reshape(paddle.shape(x))  # H, W may be dynamic
         return h + x   # fresh tensor first (see ResBlock.forward)
 
 
