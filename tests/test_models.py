@@ -199,7 +199,7 @@ def test_downsample_pads_zero_before_and_one_after():
 
 # ---- build_model dispatch -------------------------------------------------------------
 
-def test_build_model_rejects_unknown_and_unavailable_archs(monkeypatch):
+def test_build_model_rejects_unknown_archs_and_a_missing_legacy_module(monkeypatch):
     with pytest.raises(ConfigError, match="'unet'.*'fpn'.*'legacy_unet'.*'legacy_fpn'"):
         build_model(ModelConfig(arch="transformer"))
     import sys
