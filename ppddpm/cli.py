@@ -32,7 +32,8 @@ def _set_device() -> str:
 
 
 def _say(args, message: str) -> None:
-    if not args.quiet:
+    from .train.dist import is_main
+    if not args.quiet and is_main():
         print(message, flush=True)
 
 
@@ -43,9 +44,11 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     from .models import build_model
     from .pretrained import compare_model_configs
     from .train.checkpoint import load_checkpoint
-    from .train.trainer import Trainer, find_resume_checkpoint, world
+    from .train.dist import init_distributed
+    from .train.trainer import Trainer, find_resume_checkpoint
     import paddle
 
+    init_distributed()
     ckpt, ckpt_path = None, None
     if resume:
         ckpt_path = find_resume_checkpoint(cfg, args.resume_ckpt_path)
@@ -68,11 +71,11 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     if ckpt is not None:
         trainer.load_state(ckpt, ckpt_path)
         _say(args, f"resuming {ckpt_path} at iteration {trainer.iteration}")
-    size, _ = world()
-    if cfg.train.batchsize % size:
-        raise ConfigError(f"--batchsize {cfg.train.batchsize} does not split over {size} ranks")
-    loader = build_loader(dataset, cfg.train.batchsize // size, num_workers=cfg.data.num_workers,
-                          seed=cfg.train.seed, start_step=trainer.iteration, infinite=True)
+    # Each iteration takes accum_steps batches of micro_batch per rank (see the loader's
+    # docstring): the same examples as one process with the whole global batch.
+    accum = cfg.train.accum_steps
+    loader = build_loader(dataset, trainer.micro_batch, num_workers=cfg.data.num_workers,
+                          seed=cfg.train.seed, start_step=trainer.iteration * accum, infinite=True)
     done = trainer.fit(loader)
     _say(args, f"trained {done} iterations; last checkpoint {trainer.last_saved}")
 
@@ -117,12 +120,26 @@ def _sampling_setup(args, cfg: Config):
         sampler = build_sampler(diffusion, cfg.sample)
     except ValueError as exc:
         raise ConfigError(f"sampler settings: {exc}") from None
+    model = _engine(args, model, image_shape(file_cfg.model))
     return model, sampler, image_shape(file_cfg.model), (n, rows, cols)
+
+
+def _engine(args, model, shape):
+    """--engine: auto uses the Paddle Inference predictor on CPU (dygraph on GPU)."""
+    import paddle
+    from .engine import make_engine
+    kind = args.engine
+    if kind == "auto" and paddle.get_device().startswith("gpu"):
+        kind = "dygraph"
+    return make_engine(model, kind, image_shape=shape)
 
 
 def run_denoise(args, cfg: Config) -> None:
     from .images import save_grid, save_individual, save_npz, save_sequence
     from .sampling import generate, generate_sequence, sampler_description
+    from .train import dist
+
+    dist.init_distributed()
 
     model, sampler, shape, (n, rows, cols) = _sampling_setup(args, cfg)
     batch = cfg.sample.batchsize or cfg.train.batchsize
@@ -130,6 +147,8 @@ def run_denoise(args, cfg: Config) -> None:
     _say(args, f"sampling {n} images of {shape} with {sampler_description(sampler)}, batch {batch}")
     progress = not args.quiet
     if args.sequence:
+        if not dist.is_main():
+            return  # a few images: rank 0 draws them alone
         x0_frames, xt_frames = generate_sequence(model, sampler, n, shape, batch,
                                                  every=args.sequence_every, seed=cfg.sample.seed,
                                                  progress=progress)
@@ -140,7 +159,14 @@ def run_denoise(args, cfg: Config) -> None:
                       gif_layout=(rows, cols))
         _say(args, f"wrote {png} (predicted x0, {len(x0_frames)} frames per image) and {gif}")
         return
-    images = generate(model, sampler, n, shape, batch, seed=cfg.sample.seed, progress=progress)
+    # Under paddle.distributed each rank draws a contiguous share of the images; image i
+    # depends only on (seed, i), so the set is the same whatever the number of ranks.
+    start, stop = dist.shard(n)
+    mine = generate(model, sampler, stop - start, shape, batch, seed=cfg.sample.seed,
+                    index_offset=start, progress=progress and dist.is_main())
+    images = dist.gather_to_main(mine, n)
+    if not dist.is_main():
+        return
     path = save_grid(images, os.path.join(out_dir, f"sample_{postfix}.png"), rows, cols)
     _say(args, f"wrote {path}")
     if args.save_individual:

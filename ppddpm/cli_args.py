@@ -43,6 +43,10 @@ CONFIG_FLAGS = {
     "sample_interval": ("train.sample_interval", int, "write a sample grid every N iterations (0: never)"),
     "ckpt_interval": ("train.ckpt_interval", int, "write a training checkpoint every N iterations"),
     "keep_last": ("train.keep_last", int, "keep only the newest N training checkpoints (0 keeps all)"),
+    "accum_steps": ("train.accum_steps", int, "gradient accumulation: split each global batch "
+                    "into this many micro-batches per rank (large batches on few cards)"),
+    "amp": ("train.amp", str, "mixed precision on GPU: off | float16 (with loss scaling) | "
+            "bfloat16; on the CPU Paddle keeps conv/matmul in float32 and says so"),
     "ckpt_dir": ("train.ckpt_dir", str, "folder for checkpoints and inference files"),
     "log_dir": ("train.log_dir", str, "folder for VisualDL logs (or scalars.csv without VisualDL)"),
     # sampling
@@ -93,6 +97,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--loss_type", default=None,
                    help="noisepred (the original's name: eps prediction, L_simple) | mse | kl | hybrid")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--engine", choices=("auto", "inference", "dygraph"), default="auto",
+                   help="denoise: run the network by the Paddle Inference predictor (exported "
+                        "once, cached in $PPDDPM_ENGINE_CACHE or ~/.cache/ppddpm/engines) or by "
+                        "the dynamic graph; auto: the predictor on CPU if the export works")
     for flag, (key, typ, text) in CONFIG_FLAGS.items():
         p.add_argument(f"--{flag}", type=typ, default=None, help=f"{text} [config: {key}]")
     return p

@@ -235,6 +235,7 @@ def validate(cfg: Config) -> None:
     _check_choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
     _check_choice("sample.skip", cfg.sample.skip, ("uniform", "quadratic"))
     _check_choice("train.lr_decay", cfg.train.lr_decay, ("constant", "linear"))
+    _check_choice("train.amp", cfg.train.amp, ("off", "float16", "bfloat16"))
     for name, v in (("train.batchsize", cfg.train.batchsize),
                     ("train.training_iters", cfg.train.training_iters),
                     ("train.accum_steps", cfg.train.accum_steps),

@@ -42,7 +42,7 @@ def generate(model, sampler: Sampler, num_images: int, shape: Sequence[int], bat
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    out = []
+    out = [np.zeros([0] + list(shape[1:]) + [shape[0]], dtype=np.uint8)]  # NHWC, for n = 0
     bar = tqdm(total=num_images, desc="images", unit="img", disable=not progress)
     for start in range(0, num_images, batch_size):
         n = min(batch_size, num_images - start)

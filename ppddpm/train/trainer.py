@@ -1,61 +1,37 @@
-"""The training loop: warm-up, gradient clipping, EMA, samples, atomic checkpoints, exact resume.
+"""The training loop: warm-up, gradient clipping, EMA, samples, atomic checkpoints, exact
+resume, data parallelism and gradient accumulation.
 
-Exact resume rests on two facts: the data order is a pure function of (seed, epoch)
-(``ppddpm.data.loader``), and each iteration reseeds Paddle's generator from
-(seed, rank, iteration) before drawing t, the noise and the dropout masks. A run
-stopped after N iterations and resumed therefore repeats the uninterrupted run.
+Exact resume rests on three facts: the data order is a pure function of (seed, epoch)
+(``ppddpm.data.loader``); each example's timestep and noise come from (seed, iteration,
+example index) (``randomness.py``); and each iteration reseeds Paddle's generator from
+(seed, rank, iteration) before the dropout masks are drawn. A run stopped after N
+iterations and resumed therefore repeats the uninterrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from typing import Optional
+from typing import List, Optional
 
-import numpy as np
 import paddle
 from tqdm.auto import tqdm
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..errors import PPDDPMError, TrainingDiverged
 from ..images import make_grid, parse_num_images, save_grid
 from ..models.state import load_state_strict
 from ..pretrained import save_inference_file
 from ..sampling import build_sampler, generate, image_shape
+from . import dist
 from .checkpoint import (atomic_save, get_rng_state, inference_path, latest_checkpoint,
                          prune_checkpoints, train_ckpt_path)
 from .ema import EMA
 from .logger import RunLogger
 from .lr import build_lr_scheduler
-
-
-def iteration_seed(seed: int, rank: int, iteration: int) -> int:
-    """A well-mixed 31-bit seed for one iteration of one rank."""
-    return int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1)[0] >> 1)
-
-
-def optimizer_state_by_name(model, state: dict, to_structured: bool) -> dict:
-    """Key the optimizer state by parameter path ("down.0.conv.weight") instead of Paddle's
-    per-process unique names ("conv2d_3.w_0"), which change with construction order, so a
-    checkpoint resumes in any process."""
-    params = sorted(((n, p.name) for n, p in model.named_parameters()), key=lambda x: -len(x[1]))
-    out = {}
-    for key, value in state.items():
-        new = key
-        for path, unique in params:
-            src, dst = (unique + "_", path + "::") if to_structured else (path + "::", unique + "_")
-            if key.startswith(src):
-                new = dst + key[len(src):]
-                break
-        out[new] = value
-    return out
-
-
-def world() -> tuple:
-    try:
-        return paddle.distributed.get_world_size(), paddle.distributed.get_rank()
-    except Exception:
-        return 1, 0
+from .optim import MixedPrecision, build_optimizer, optimizer_state_by_name
+from .randomness import example_draws, iteration_seed, uniform_timesteps
 
 
 class Trainer:
@@ -64,24 +40,31 @@ class Trainer:
         self.cfg, self.model, self.diffusion, self.dataset = cfg, model, diffusion, dataset
         self.options = dict(options or {})
         self.progress = progress
-        self.world_size, self.rank = world()
+        self.world_size, self.rank = dist.world()
         self.is_main = self.rank == 0
         tc = cfg.train
+        if tc.batchsize % (self.world_size * tc.accum_steps):
+            raise ConfigError(f"--batchsize {tc.batchsize} (the global batch) must split evenly "
+                              f"over {self.world_size} rank(s) x {tc.accum_steps} accumulation "
+                              "step(s)")
+        self.micro_batch = tc.batchsize // (self.world_size * tc.accum_steps)
+        # DataParallel averages gradients over ranks; the EMA and files use the bare model.
+        self.net = paddle.DataParallel(model) if self.world_size > 1 else model
         self.lr_sched = build_lr_scheduler(tc.lr, tc.warmup_steps, tc.training_iters, tc.lr_decay)
-        clip = paddle.nn.ClipGradByGlobalNorm(tc.grad_clip) if tc.grad_clip > 0 else None
-        self.optim = paddle.optimizer.Adam(learning_rate=self.lr_sched,
-                                           parameters=model.parameters(), grad_clip=clip)
+        self.optim = build_optimizer(model, self.lr_sched, tc.grad_clip)
+        self.amp = MixedPrecision(tc.amp)
         self.ema = EMA(model, tc.ema_decay)
+        self.timestep_sampler = None  # None: uniform timesteps
         self.iteration = 0  # iterations done
         self.last_saved: Optional[str] = None
-        self.losses = []  # loss of every iteration of this process (for tests and logs)
+        self.losses = []  # global-batch loss of every iteration of this process
 
     # -- state ---------------------------------------------------------------
     def state_dict(self) -> dict:
         from .. import __version__
         return {"model": self.model.state_dict(), "model_ema": self.ema.state_dict(),
                 "optim": optimizer_state_by_name(self.model, self.optim.state_dict(), True),
-                "lr_sched": self.lr_sched.state_dict(),
+                "lr_sched": self.lr_sched.state_dict(), "amp_scaler": self.amp.state_dict(),
                 "ckpt_idx": self.iteration - 1, "betas": self.diffusion.betas,
                 "options": self.options, "config": self.cfg.to_dict(),
                 "version": __version__, "rng": get_rng_state()}
@@ -94,6 +77,7 @@ class Trainer:
             self.optim.set_state_dict(optimizer_state_by_name(self.model, ckpt["optim"], False))
         if "lr_sched" in ckpt:
             self.lr_sched.set_state_dict(ckpt["lr_sched"])
+        self.amp.set_state_dict(ckpt.get("amp_scaler") or {})
         self.iteration = int(ckpt["ckpt_idx"]) + 1
         self.last_saved = source
 
@@ -117,22 +101,45 @@ class Trainer:
         return out
 
     # -- one iteration ---------------------------------------------------------
-    def train_step(self, x0: paddle.Tensor) -> float:
+    def draw(self, accum_index: int, n: int, shape):
+        """Timesteps, importance weights (or None) and noise of this rank's micro-batch."""
+        B, W = self.micro_batch, self.world_size
+        first = accum_index * B * W + self.rank * B  # position in the global batch
+        u, noise = example_draws(self.cfg.train.seed, self.iteration, range(first, first + n), shape)
+        if self.timestep_sampler is None:
+            t, weights = uniform_timesteps(u, self.diffusion.num_timesteps)
+        else:
+            t, weights = self.timestep_sampler.sample(u)
+        return t, weights, paddle.to_tensor(noise)
+
+    def train_step(self, micro_batches: List[paddle.Tensor]) -> float:
+        """One optimizer update from ``accum_steps`` micro-batches; returns the global loss."""
         paddle.seed(iteration_seed(self.cfg.train.seed, self.rank, self.iteration))
-        n = x0.shape[0]
-        t = paddle.randint(0, self.diffusion.num_timesteps, [n], dtype="int64")
-        noise = paddle.randn(x0.shape, dtype="float32")
-        loss = self.diffusion.training_losses(self.model, x0, t, noise=noise)["loss"].mean()
-        value = float(loss)
+        total, count = 0.0, len(micro_batches)
+        for a, x0 in enumerate(micro_batches):
+            t, weights, noise = self.draw(a, x0.shape[0], x0.shape[1:])
+            last = a == count - 1
+            # Gradients are all-reduced once, on the last micro-batch.
+            sync = contextlib.nullcontext() if last or self.world_size == 1 else self.net.no_sync()
+            with sync:
+                with self.amp.autocast():
+                    terms = self.diffusion.training_losses(self.net, x0, t, noise=noise)
+                per_example = terms["loss"] if weights is None else terms["loss"] * weights
+                loss = per_example.mean() / count
+                self.amp.backward(loss)
+            total += float(loss)
+            if self.timestep_sampler is not None:
+                self.timestep_sampler.update(t, terms)
+        value = dist.mean_over_ranks(total)
         if not math.isfinite(value):
+            self.optim.clear_grad()
             where = f"the last good checkpoint is {self.last_saved}" if self.last_saved \
                 else "no checkpoint was written yet"
             raise TrainingDiverged(
                 f"the loss became {value} at iteration {self.iteration}; training stopped "
                 f"before the bad update, and {where}. Lower --lr, keep gradient clipping on "
                 "(train.grad_clip), or check the data for NaNs.")
-        loss.backward()
-        self.optim.step()
+        self.amp.step(self.optim)
         self.optim.clear_grad()
         self.lr_sched.step()
         self.ema.update()
@@ -161,12 +168,12 @@ class Trainer:
         bar = tqdm(total=tc.training_iters, initial=self.iteration, desc="train", unit="it",
                    disable=not (self.progress and self.is_main), dynamic_ncols=True)
         batches = iter(loader)
+        accum = self.cfg.train.accum_steps
         start = time.perf_counter()
         first = self.iteration
         try:
             while self.iteration < tc.training_iters:
-                x0 = next(batches)[0]
-                loss = self.train_step(x0)
+                loss = self.train_step([next(batches)[0] for _ in range(accum)])
                 self.losses.append(loss)
                 self.logger.scalar("loss", loss, self.iteration)
                 self.logger.scalar("lr", self.optim.get_lr(), self.iteration)
@@ -176,9 +183,11 @@ class Trainer:
                 bar.update(1)
                 if tc.sample_interval > 0 and self.iteration % tc.sample_interval == 0:
                     self.write_samples()
+                    dist.barrier()
                 if tc.ckpt_interval > 0 and self.iteration % tc.ckpt_interval == 0:
                     self.save_checkpoint()
                     self.logger.flush()
+                    dist.barrier()
         except KeyboardInterrupt:
             bar.close()
             if self.is_main and self.iteration > first:
@@ -192,6 +201,7 @@ class Trainer:
         if self.last_saved != train_ckpt_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration):
             self.save_checkpoint()
         self.save_inference_files()
+        dist.barrier()
         return self.iteration
 
 

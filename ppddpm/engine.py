@@ -1,0 +1,303 @@
+"""Sampling engines: the network run by the Paddle Inference predictor, or the dynamic graph.
+
+Paddle's dynamic graph runs conv2d on the CPU without oneDNN and is several times slower
+than PyTorch; the same network saved with ``paddle.jit.save`` and run by ``paddle.inference``
+with oneDNN is close to PyTorch (/work/shared/reference/PADDLE_CPU_NOTES.md). So for
+sampling, ``InferenceModel`` exports the network once, with a dynamic batch dimension, to
+a cache folder keyed by a hash of the weights, the network's structure, the input shape and
+the Paddle and ppddpm versions, and then calls the predictor. It is a drop-in for the
+network: ``engine(x, t, y=None)`` returns a paddle tensor and it carries ``data_range``,
+so every sampler drives either engine through the same call.
+
+Each export is checked against the dynamic graph on a small batch before it is used or
+cached: Paddle 3.3's inference passes have been seen to compute wrong values for some
+graphs (see models/layers.py), and a fast wrong answer is worse than a slow right one.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from typing import Optional, Sequence
+
+import numpy as np
+import paddle
+
+from .errors import PPDDPMError
+
+ENGINE_KINDS = ("auto", "inference", "dygraph")
+CACHE_ENV = "PPDDPM_ENGINE_CACHE"
+# Exported and dynamic-graph outputs must agree this closely (|a - b| <= ATOL + RTOL |b|).
+VERIFY_ATOL, VERIFY_RTOL = 1e-4, 1e-3
+
+
+class EngineError(PPDDPMError):
+    """The network could not be exported to, or run by, the Paddle Inference predictor."""
+
+
+def default_cache_dir() -> str:
+    return os.environ.get(CACHE_ENV) or os.path.join(
+        os.path.expanduser("~"), ".cache", "ppddpm", "engines")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _on_gpu() -> bool:
+    return paddle.is_compiled_with_cuda() and paddle.get_device().startswith("gpu")
+
+
+# -- cache key ---------------------------------------------------------------------
+def _structure(model: paddle.nn.Layer) -> str:
+    """Everything besides the weights that changes the exported graph: the layers' reprs
+    (kernel sizes, strides, GroupNorm eps, ...), their plain attributes (freq_shift,
+    num_classes, use_sdpa, ...) and the source code of the network's classes."""
+    parts = [repr(model)]
+    sources = set()
+    for name, layer in model.named_sublayers(include_self=True):
+        plain = {k: v for k, v in vars(layer).items() if not k.startswith("_")
+                 and k != "training" and isinstance(v, (bool, int, float, str, tuple, type(None)))}
+        parts.append(f"{name}:{type(layer).__module__}.{type(layer).__qualname__}:{sorted(plain.items())}")
+        if type(layer).__module__.startswith("ppddpm"):
+            try:
+                sources.add(inspect.getsourcefile(type(layer)))
+            except TypeError:
+                pass
+    for path in sorted(s for s in sources if s):
+        with open(path, "rb") as f:
+            parts.append(hashlib.sha256(f.read()).hexdigest())
+    return "\n".join(parts)
+
+
+def engine_key(model: paddle.nn.Layer, image_shape: Sequence[int], with_labels: bool,
+               device: str) -> str:
+    """Hash of the weights, structure, input shape, device and versions."""
+    from . import __version__
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        arr = np.ascontiguousarray(value.numpy())
+        h.update(f"{name}:{arr.dtype}:{arr.shape}".encode())
+        h.update(arr.tobytes())
+    h.update(_structure(model).encode())
+    h.update(json.dumps({"shape": [int(s) for s in image_shape], "labels": with_labels,
+                         "device": device, "paddle": paddle.__version__,
+                         "paddle_commit": getattr(paddle.version, "commit", ""),
+                         "ppddpm": __version__}).encode())
+    return h.hexdigest()[:32]
+
+
+# -- export ----------------------------------------------------------------------------
+def _input_spec(image_shape, with_labels):
+    spec = [paddle.static.InputSpec([None] + [int(s) for s in image_shape], "float32", "x"),
+            paddle.static.InputSpec([None], "int64", "t")]
+    if with_labels:
+        spec.append(paddle.static.InputSpec([None], "int64", "y"))
+    return spec
+
+
+def _model_files(folder: str):
+    """(graph file, params file) of an export: .json under PIR, .pdmodel under the old IR."""
+    for ext in (".json", ".pdmodel"):
+        if os.path.exists(os.path.join(folder, "model" + ext)):
+            return os.path.join(folder, "model" + ext), os.path.join(folder, "model.pdiparams")
+    return None
+
+
+def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) -> None:
+    """``paddle.jit.save`` an eval-mode copy of ``model`` (batch dimension dynamic) into ``folder``.
+
+    The copy keeps the caller's network untouched (jit.save converts the forward it is given).
+    """
+    net = copy.deepcopy(model)
+    net.eval()
+    paddle.jit.save(net, os.path.join(folder, "model"), input_spec=_input_spec(image_shape, with_labels))
+    if _model_files(folder) is None:
+        raise EngineError(f"paddle.jit.save wrote no model file into {folder}")
+
+
+class InferenceModel:
+    """``model`` run by the Paddle Inference predictor; call it as the network itself.
+
+    image_shape: [C, H, W]; None exports on the first call, from that call's input.
+    cache_dir: where exports are kept (default ``$PPDDPM_ENGINE_CACHE`` or
+    ~/.cache/ppddpm/engines). threads: CPU math threads (default: the available cores).
+    verify: compare a fresh export against the dynamic graph before using it.
+    """
+
+    def __init__(self, model: paddle.nn.Layer, image_shape: Optional[Sequence[int]] = None,
+                 cache_dir: Optional[str] = None, threads: Optional[int] = None,
+                 verify: bool = True):
+        self.model = model
+        self.data_range = getattr(model, "data_range", (-1.0, 1.0))
+        self.num_classes = getattr(model, "num_classes", None)
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.threads = int(threads or available_cores())
+        self.verify = verify
+        self.device = "gpu" if _on_gpu() else "cpu"
+        self.exported = False      # True when this object wrote the export (not a cache hit)
+        self.path: Optional[str] = None
+        self._predictor = None
+        self._shape = None
+        if image_shape is not None:
+            self.prepare(image_shape)
+
+    # -- building ----------------------------------------------------------------------
+    def prepare(self, image_shape: Sequence[int]) -> "InferenceModel":
+        """Load the export for [C, H, W] images from the cache, exporting it if missing."""
+        shape = tuple(int(s) for s in image_shape)
+        if self._predictor is not None and shape == self._shape:
+            return self
+        key = engine_key(self.model, shape, self.num_classes is not None, self.device)
+        folder = os.path.join(self.cache_dir, key)
+        try:
+            if _model_files(folder) is None:
+                self._export_to(folder, shape)
+            self._predictor = self._create_predictor(folder)
+            self._shape, self.path = shape, folder
+            if self.exported and self.verify:
+                self._check(shape, folder)
+        except EngineError:
+            raise
+        except Exception as exc:  # Paddle raises many types; all mean "this engine is out"
+            raise EngineError(f"could not export the network to Paddle Inference "
+                              f"({_first_line(exc)})") from exc
+        return self
+
+    def _export_to(self, folder: str, shape) -> None:
+        os.makedirs(self.cache_dir, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".export-", dir=self.cache_dir)
+        try:
+            export(self.model, tmp, shape, self.num_classes is not None)
+            with open(os.path.join(tmp, "meta.json"), "w") as f:
+                json.dump({"image_shape": list(shape), "class": type(self.model).__qualname__,
+                           "paddle": paddle.__version__}, f)
+            try:
+                os.replace(tmp, folder)   # atomic; a concurrent export of the same key wins
+            except OSError:
+                if _model_files(folder) is None:
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.exported = True
+
+    def _create_predictor(self, folder: str):
+        from paddle import inference
+        graph, params = _model_files(folder)
+        config = inference.Config(graph, params)
+        if self.device == "gpu":
+            config.enable_use_gpu(256, paddle.distributed.ParallelEnv().device_id)
+        else:
+            config.disable_gpu()
+            if hasattr(config, "enable_onednn"):
+                config.enable_onednn()
+            else:  # older Paddle names it mkldnn
+                config.enable_mkldnn()
+            config.set_cpu_math_library_num_threads(self.threads)
+        config.disable_glog_info()
+        return inference.create_predictor(config)
+
+    def _check(self, shape, folder: str) -> None:
+        """The export must reproduce the dynamic graph on two images (batch dim exercised)."""
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((2,) + shape).astype(np.float32)
+        t = np.array([0, 999], dtype=np.int64) % max(1, _num_steps(self.model))
+        y = None if self.num_classes is None else np.array([0, self.num_classes], dtype=np.int64)
+        got = self._run(x, t, y)
+        was_training = self.model.training
+        self.model.eval()
+        with paddle.no_grad():
+            want = self.model(paddle.to_tensor(x), paddle.to_tensor(t),
+                              *([] if y is None else [paddle.to_tensor(y)])).numpy()
+        if was_training:
+            self.model.train()
+        err = np.abs(got - want) - (VERIFY_ATOL + VERIFY_RTOL * np.abs(want))
+        if got.shape != want.shape or err.max() > 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            self._predictor = None
+            raise EngineError(f"the exported network disagrees with the dynamic graph (max "
+                              f"|diff| {np.abs(got - want).max():.3g}); not using it")
+
+    # -- running -------------------------------------------------------------------------------
+    def _run(self, x: np.ndarray, t: np.ndarray, y: Optional[np.ndarray]) -> np.ndarray:
+        p = self._predictor
+        feeds = {"x": x, "t": t}
+        if self.num_classes is not None:
+            feeds["y"] = y if y is not None else np.full_like(t, self.num_classes)
+        for name in p.get_input_names():
+            handle = p.get_input_handle(name)
+            value = np.ascontiguousarray(feeds[name])
+            handle.reshape(list(value.shape))
+            handle.copy_from_cpu(value)
+        p.run()
+        return p.get_output_handle(p.get_output_names()[0]).copy_to_cpu()
+
+    def __call__(self, x, t, y=None) -> paddle.Tensor:
+        if y is not None and self.num_classes is None:
+            raise ValueError("class labels y were given to a model built without num_classes")
+        self.prepare(x.shape[1:])
+        arr = lambda v: v.numpy() if isinstance(v, paddle.Tensor) else np.asarray(v)
+        out = self._run(arr(x).astype(np.float32, copy=False), arr(t).astype(np.int64, copy=False),
+                        None if y is None else arr(y).astype(np.int64, copy=False))
+        return paddle.to_tensor(out)
+
+    def eval(self):
+        return self
+
+    def __repr__(self) -> str:
+        return (f"InferenceModel({type(self.model).__name__}, device={self.device}, "
+                f"threads={self.threads}, path={self.path})")
+
+
+def _num_steps(model) -> int:
+    """Rows of a learned time table (FPN, legacy nets) so the check stays in range; else T=1000."""
+    for name, layer in model.named_sublayers():
+        if isinstance(layer, paddle.nn.Embedding) and "time" in name:
+            return int(layer.weight.shape[0])
+    return int(getattr(model, "num_steps", 1000) or 1000)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of a Paddle error: its last "SomeError: message" line (to_static and the C++
+    core put a traceback first) and the user-code line it points at, if any."""
+    lines = [s.strip() for s in str(exc).splitlines() if s.strip()]
+    errors = [s for s in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b.*:", s)]
+    gist = errors[-1] if errors else (lines[0] if lines else "")
+    where = [m.groups() for m in (re.match(r'^File "(.+)", line (\d+)', s) for s in lines) if m]
+    if where:
+        gist += f" at {where[-1][0]}:{where[-1][1]}"
+    return f"{type(exc).__name__}: {gist[:300]}" if not errors else gist[:400]
+
+
+def make_engine(model: paddle.nn.Layer, kind: str = "auto", image_shape=None,
+                cache_dir: Optional[str] = None, threads: Optional[int] = None,
+                notice=None):
+    """The network wrapped for sampling.
+
+    kind "inference": the predictor, or EngineError; "dygraph": ``model`` itself (eval mode);
+    "auto": the predictor when the export works, else ``model`` with a one-line notice
+    (``notice(message)``, default: print to stderr).
+    """
+    if kind not in ENGINE_KINDS:
+        raise EngineError(f"unknown engine {kind!r}; choose one of {list(ENGINE_KINDS)}")
+    model.eval()
+    if kind == "dygraph":
+        return model
+    try:
+        return InferenceModel(model, image_shape, cache_dir=cache_dir, threads=threads)
+    except EngineError as exc:
+        if kind == "inference":
+            raise EngineError(f"{exc}. Use --engine dygraph to sample with the dynamic graph.") from None
+        (notice or (lambda m: print(m, file=sys.stderr, flush=True)))(
+            f"notice: sampling with the dynamic graph (slower): {exc}")
+        return model

@@ -1,0 +1,189 @@
+"""The Paddle Inference engine against the dynamic graph: same samples, any batch size,
+cached exports, and clear errors or a fallback when the export fails."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from ppddpm import engine as engine_mod
+from ppddpm.config import Config, ModelConfig
+from ppddpm.diffusion import GaussianDiffusion
+from ppddpm.engine import EngineError, InferenceModel, make_engine
+from ppddpm.models import build_model
+from ppddpm.samplers import DDIMSampler
+from ppddpm.sampling import generate
+from ppddpm.schedules import get_beta_schedule
+
+SHAPE = [3, 16, 16]
+
+
+def tiny(arch="unet", seed=0, **kw):
+    """A small network with every weight non-zero (the zero-initialised output convs
+    would make every output 0 and every comparison vacuous)."""
+    kw.setdefault("attn_resolutions", [8] if arch in ("unet", "legacy_unet") else [])
+    cfg = ModelConfig(arch=arch, ch=32, ch_mult=[1, 2], num_res_blocks=1, resolution=16,
+                      num_steps=20, dropout=0.1, **kw)
+    paddle.seed(seed)
+    model = build_model(cfg)
+    rng = np.random.default_rng(seed)
+    for p in model.parameters():
+        p.set_value(p.numpy() + rng.normal(0, 0.05, p.shape).astype("float32"))
+    model.eval()
+    return model, cfg
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("engines"))
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return tiny()[0]
+
+
+@pytest.fixture(scope="module")
+def engine(unet, cache):
+    return InferenceModel(unet, SHAPE, cache_dir=cache, threads=1)
+
+
+def sampler(eta=0.5):
+    # A mild schedule (abar_T ~ 0.6): with abar_T ~ 0, x0 = (x - sqrt(1-abar) eps)/sqrt(abar)
+    # would multiply float32 rounding by 1/sqrt(abar_T) and hide what is being compared.
+    betas = get_beta_schedule("linear", 20, 1e-4, 0.05)
+    return DDIMSampler(GaussianDiffusion(betas), num_steps=4, eta=eta)
+
+
+def test_forward_matches_dygraph_at_any_batch_size(unet, engine):
+    rng = np.random.default_rng(1)
+    for n in (1, 3, 8, 5):   # the export has a dynamic batch dimension
+        x = paddle.to_tensor(rng.standard_normal([n] + SHAPE).astype("float32"))
+        t = paddle.to_tensor(rng.integers(0, 20, n))
+        out = engine(x, t)
+        assert isinstance(out, paddle.Tensor) and out.shape == [n] + SHAPE
+        want = unet(x, t).numpy()
+        assert np.abs(want).max() > 0.1
+        np.testing.assert_allclose(out.numpy(), want, atol=1e-4, rtol=1e-4)
+
+
+def test_both_engines_give_the_same_samples(unet, engine):
+    s = sampler(eta=0.5)   # eta > 0: the per-step noise is used too
+    a = s.sample(engine, [3] + SHAPE, seed=7, progress=False).numpy()
+    b = s.sample(unet, [3] + SHAPE, seed=7, progress=False).numpy()
+    assert a.std() > 0.1
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    # batches of 2 (+ a last one of 1) through the predictor = one batch of 5 in dygraph
+    got = generate(engine, s, 5, SHAPE, batch_size=2, seed=3, progress=False)
+    want = generate(unet, s, 5, SHAPE, batch_size=5, seed=3, progress=False)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1   # uint8 rounding only
+    assert (got != want).mean() < 1e-3
+
+
+def test_second_construction_reuses_the_cache(unet, engine, cache, monkeypatch):
+    assert engine.exported and os.path.isdir(engine.path)
+    files = sorted(os.listdir(engine.path))
+    mtimes = [os.path.getmtime(os.path.join(engine.path, f)) for f in files]
+
+    def no_export(*a, **k):
+        raise AssertionError("exported again although the cache holds this network")
+    monkeypatch.setattr(engine_mod, "export", no_export)
+    again = InferenceModel(unet, SHAPE, cache_dir=cache, threads=1)
+    assert not again.exported and again.path == engine.path
+    assert [os.path.getmtime(os.path.join(engine.path, f)) for f in files] == mtimes
+    x, t = paddle.ones([2] + SHAPE), paddle.to_tensor([0, 19])
+    np.testing.assert_allclose(again(x, t).numpy(), engine(x, t).numpy(), atol=1e-6)
+
+
+def test_new_weights_or_shape_get_a_new_export(unet, engine, cache):
+    other, _ = tiny(seed=1)
+    assert InferenceModel(other, SHAPE, cache_dir=cache, threads=1).path != engine.path
+    key = engine_mod.engine_key
+    assert key(unet, SHAPE, False, "cpu") != key(unet, [3, 32, 32], False, "cpu")
+    assert key(unet, SHAPE, False, "cpu") == key(tiny()[0], SHAPE, False, "cpu")
+
+
+def test_carries_what_samplers_read(cache):
+    legacy, _ = tiny("legacy_unet")
+    eng = make_engine(legacy, "inference", image_shape=SHAPE, cache_dir=cache, threads=1)
+    assert isinstance(eng, InferenceModel) and eng.data_range == (0.0, 1.0)
+    s = sampler(eta=0.0)
+    a = s.sample(eng, [2] + SHAPE, seed=1, progress=False).numpy()
+    b = s.sample(legacy, [2] + SHAPE, seed=1, progress=False).numpy()
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_class_labels(cache):
+    model, _ = tiny(num_classes=3)
+    eng = InferenceModel(model, SHAPE, cache_dir=cache, threads=1)
+    x, t = paddle.randn([3] + SHAPE), paddle.to_tensor([1, 5, 9])
+    y = paddle.to_tensor([0, 2, 3])   # 3 = "no label"
+    np.testing.assert_allclose(eng(x, t, y).numpy(), model(x, t, y).numpy(), atol=1e-4)
+    np.testing.assert_allclose(eng(x, t).numpy(), model(x, t).numpy(), atol=1e-4)
+    assert not np.allclose(eng(x, t, paddle.to_tensor([0, 0, 0])).numpy(), eng(x, t).numpy())
+
+
+class NotExportable(paddle.nn.Layer):
+    """A network that refuses to be traced into a static graph (as one whose forward
+    needs tensor values on the host would)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = paddle.nn.Conv2D(3, 3, 3, padding=1)
+
+    def forward(self, x, t, y=None):
+        if not paddle.in_dynamic_mode():
+            raise RuntimeError("this network runs only in the dynamic graph")
+        return self.conv(x) * t.astype("float32").reshape([-1, 1, 1, 1])
+
+
+def test_failed_export_raises_or_falls_back(tmp_path):
+    model = NotExportable()
+    with pytest.raises(EngineError, match="could not export.*RuntimeError: this network runs only.*--engine dygraph"):
+        make_engine(model, "inference", image_shape=SHAPE, cache_dir=str(tmp_path), threads=1)
+    said = []
+    got = make_engine(model, "auto", image_shape=SHAPE, cache_dir=str(tmp_path), threads=1,
+                      notice=said.append)
+    assert got is model
+    assert len(said) == 1 and said[0].startswith("notice: sampling with the dynamic graph")
+    assert "\n" not in said[0]
+    assert make_engine(model, "dygraph") is model
+    with pytest.raises(EngineError, match="unknown engine 'fast'"):
+        make_engine(model, "fast")
+    assert not [f for f in os.listdir(tmp_path) if not f.startswith(".")]   # nothing cached
+
+
+def test_export_that_disagrees_is_rejected_and_not_cached(tmp_path, monkeypatch):
+    model, _ = tiny(seed=2)
+    real = InferenceModel._run
+    monkeypatch.setattr(InferenceModel, "_run", lambda self, *a: real(self, *a) + 1e-2)
+    with pytest.raises(EngineError, match="disagrees with the dynamic graph"):
+        InferenceModel(model, SHAPE, cache_dir=str(tmp_path), threads=1)
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_engines_write_the_same_images(tmp_path):
+    from ppddpm.cli import main
+    from ppddpm.pretrained import save_inference_file
+    model, mcfg = tiny()
+    cfg = Config()
+    cfg.model = mcfg
+    cfg.diffusion.num_diffusion_steps, cfg.diffusion.beta_end = 20, 0.2
+    path = save_inference_file(str(tmp_path / "net.pdparam"), model.state_dict(),
+                               get_beta_schedule("linear", 20, 1e-4, 0.2), {}, cfg)
+    os.environ[engine_mod.CACHE_ENV] = str(tmp_path / "cache")
+    try:
+        images = {}
+        for kind in ("dygraph", "inference"):
+            argv = ["--mode", "denoise", "--pretrained_path", path, "--num_images", "4-2-2",
+                    "--sampler", "ddim", "--ddim_steps", "3", "--batchsize", "3", "--quiet",
+                    "--sample_dir", str(tmp_path / kind), "--save_npz", "True", "--engine", kind]
+            assert main(os.path.join(os.path.dirname(__file__), "..", "configs", "cifar10.yaml"),
+                        "test", argv=argv) == 0
+            images[kind] = np.load(tmp_path / kind / "ddpm_cifar10_test.npz".replace(
+                "ddpm", "ddim"))["arr_0"]
+    finally:
+        del os.environ[engine_mod.CACHE_ENV]
+    assert os.listdir(tmp_path / "cache")   # the inference run exported into the cache
+    a, b = images["dygraph"].astype(int), images["inference"].astype(int)
+    assert a.shape == (4, 16, 16, 3) and np.abs(a - b).max() <= 1
