@@ -8,7 +8,7 @@ import pytest
 
 from helpers_legacy import (T_TINY, TINY_FPN, TINY_UNET, forward_np, probe_input, random_state,
                             tiny, tiny_betas)
-from ppddpm.config import Config, ModelConfig
+from ppddpm.config import Config, ModelConfig, validate
 from ppddpm.errors import CheckpointError
 from ppddpm.models import build_model
 from ppddpm.models.state import MAX_LISTED, load_state_strict
@@ -23,12 +23,14 @@ def small_config(**model):
     cfg.model = ModelConfig(**{**UNET_SMALL, **model})
     cfg.diffusion.num_diffusion_steps = T_TINY
     cfg.data.image_size = cfg.model.resolution
+    validate(cfg)  # derives model.num_steps from the diffusion, as loading a config does
     return cfg
 
 
 def legacy_config():
     cfg = small_config()
     cfg.model = ModelConfig(**TINY_UNET)
+    validate(cfg)
     return cfg
 
 
