@@ -40,6 +40,7 @@ def _say(args, message: str) -> None:
 # -- modes ---------------------------------------------------------------------
 def run_train(args, cfg: Config, resume: bool) -> None:
     from .data import build_dataset, build_loader
+    from .data.toy import is_toy
     from .diffusion import GaussianDiffusion
     from .models import build_model
     from .pretrained import compare_model_configs
@@ -59,7 +60,7 @@ def run_train(args, cfg: Config, resume: bool) -> None:
         if "config" not in ckpt or "ckpt_idx" not in ckpt:
             raise CheckpointError(f"{ckpt_path} is not a ppddpm training checkpoint (it lacks "
                                   "'config' or 'ckpt_idx'); convert it with python -m ppddpm.convert")
-        compare_model_configs(Config.from_dict(ckpt["config"]).model, cfg.model, ckpt_path)
+        compare_model_configs(Config.from_dict(ckpt["config"], strict=False).model, cfg.model, ckpt_path)
     paddle.seed(cfg.train.seed)  # the initial weights
     model = build_model(cfg.model)
     diffusion = GaussianDiffusion.from_config(cfg.diffusion)
@@ -78,6 +79,9 @@ def run_train(args, cfg: Config, resume: bool) -> None:
                           seed=cfg.train.seed, start_step=trainer.iteration * accum, infinite=True)
     done = trainer.fit(loader)
     _say(args, f"trained {done} iterations; last checkpoint {trainer.last_saved}")
+    if is_toy(cfg.data.dataset):  # 2-D points: the demo's scatter, GIF and quality figures
+        from .toy_output import final_report
+        final_report(trainer, lambda message: _say(args, message))
 
 
 def run_convert(args, cfg: Config) -> None:
@@ -93,7 +97,7 @@ def run_convert(args, cfg: Config) -> None:
     entry = "model_ema" if args.convert_ema else "model"
     if entry not in ckpt or "ckpt_idx" not in ckpt:
         raise CheckpointError(f"{src} has no {entry!r} or 'ckpt_idx' entry; is it a training checkpoint?")
-    file_cfg = Config.from_dict(ckpt["config"]) if "config" in ckpt else cfg
+    file_cfg = Config.from_dict(ckpt["config"], strict=False) if "config" in ckpt else cfg
     iters = int(ckpt["ckpt_idx"]) + 1
     out = inference_path(cfg.train.ckpt_dir, cfg.train.ckpt_prefix, iters, ema=args.convert_ema)
     save_inference_file(out, ckpt[entry], ckpt["betas"], ckpt.get("options"), file_cfg)
@@ -145,6 +149,9 @@ def run_denoise(args, cfg: Config) -> None:
     batch = cfg.sample.batchsize or cfg.train.batchsize
     out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
     _say(args, f"sampling {n} images of {shape} with {sampler_description(sampler)}, batch {batch}")
+    if list(shape) == [2, 1, 1]:  # 2-D points (toy sets): scatter, GIF and quality JSON
+        from .toy_output import run_toy_denoise
+        return run_toy_denoise(args, cfg, model, sampler, lambda message: _say(args, message))
     progress = not args.quiet
     if args.sequence:
         if not dist.is_main():
@@ -202,6 +209,9 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
             run_train(args, cfg, resume=mode == "resume")
         elif mode == "convert":
             run_convert(args, cfg)
+        elif mode in ("eval", "fid_stats"):
+            from .evaluate import run_eval, run_fid_stats
+            (run_eval if mode == "eval" else run_fid_stats)(args, cfg)
         else:
             run_denoise(args, cfg)
     except PPDDPMError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, List, Optional
 
@@ -84,6 +85,7 @@ class TrainConfig:
     log_dir: str = "./log"
     accum_steps: int = 1
     amp: str = "off"
+    timestep_sampler: str = "uniform"  # uniform | loss_aware (Improved DDPM eq. 18, for the vlb)
 
 
 @dataclass
@@ -115,14 +117,28 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
+    def from_dict(cls, d: dict, strict: bool = True) -> "Config":
+        """Build from nested dicts. ``strict=False`` (configs stored in weight files, maybe
+        by a newer ppddpm) drops unknown keys with one warning instead of failing."""
         cfg = cls()
+        unknown = []
         for section, values in (d or {}).items():
-            if not hasattr(cfg, section):
-                raise ConfigError(f"unknown config section {section!r}; known: "
-                                  f"{[f.name for f in fields(cls)]}")
+            sub = getattr(cfg, section, None)
+            if sub is None or not dataclasses.is_dataclass(sub):
+                if strict:
+                    raise ConfigError(f"unknown config section {section!r}; known: "
+                                      f"{[f.name for f in fields(cls)]}")
+                unknown.append(section)
+                continue
+            known = {f.name for f in fields(sub)}
             for key, value in (values or {}).items():
+                if not strict and key not in known:
+                    unknown.append(f"{section}.{key}")
+                    continue
                 set_value(cfg, f"{section}.{key}", value)
+        if unknown:
+            warnings.warn(f"ignoring config keys this version of ppddpm does not know: {unknown}",
+                          stacklevel=2)
         validate(cfg)
         return cfg
 
@@ -235,6 +251,7 @@ def validate(cfg: Config) -> None:
     _check_choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
     _check_choice("sample.skip", cfg.sample.skip, ("uniform", "quadratic"))
     _check_choice("train.lr_decay", cfg.train.lr_decay, ("constant", "linear"))
+    _check_choice("train.timestep_sampler", cfg.train.timestep_sampler, ("uniform", "loss_aware"))
     _check_choice("train.amp", cfg.train.amp, ("off", "float16", "bfloat16"))
     for name, v in (("train.batchsize", cfg.train.batchsize),
                     ("train.training_iters", cfg.train.training_iters),

@@ -88,7 +88,7 @@ def resolve_weight_file(obj: Mapping, source: str) -> WeightFile:
     """Find the config, weights and betas in a loaded weight-file dict."""
     if "config" in obj:
         try:
-            cfg = Config.from_dict(obj["config"])
+            cfg = Config.from_dict(obj["config"], strict=False)
         except ConfigError as exc:
             raise CheckpointError(f"{source}: the config stored in the file is invalid: {exc}") from None
         entry = "model_ema" if isinstance(obj.get("model_ema"), Mapping) else "model"

@@ -47,7 +47,7 @@ def convert_training(src_path: str, use_ema: bool = True) -> dict:
         raise CheckpointError(f"{src_path} has no {entry!r} entry (entries: {sorted(obj)}); "
                               + ("is it already an inference file?" if use_ema else ""))
     try:
-        cfg = Config.from_dict(obj["config"])
+        cfg = Config.from_dict(obj["config"], strict=False)
     except ConfigError as exc:
         raise CheckpointError(f"{src_path}: the config stored in the file is invalid: {exc}") from None
     d = cfg.diffusion
