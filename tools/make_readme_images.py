@@ -22,7 +22,7 @@ base: {root}/configs/celeba_hq.yaml
 data: {{image_size: 32, num_workers: 0}}
 model: {{arch: unet, ch: 32, ch_mult: [1, 2, 2], num_res_blocks: 1, attn_resolutions: [16], resolution: 32}}
 diffusion: {{num_diffusion_steps: 1000}}
-train: {{batchsize: 8, training_iters: {iters}, warmup_steps: 50, lr: 0.001, lr_decay: constant,
+train: {{batchsize: 7, training_iters: {iters}, warmup_steps: 50, lr: 0.001, lr_decay: constant,
         ema_decay: 0.99, sample_interval: 0, ckpt_interval: 0}}
 sample: {{batchsize: 16}}
 """

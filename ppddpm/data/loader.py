@@ -20,6 +20,8 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 import paddle
 
+from ..config import ConfigError
+
 _FLIP_STREAM = 0x0F11B  # separates the flip stream from the permutation stream
 
 
@@ -63,8 +65,9 @@ class EpochBatchSampler:
         if drop_last:
             self.steps_per_epoch = n // glob
             if self.steps_per_epoch == 0:
-                raise ValueError(f"data set of {n} items is smaller than one global batch "
-                                 f"({batch_size} x {num_replicas} ranks) with drop_last")
+                raise ConfigError(f"the data set has {n} items, fewer than one global batch "
+                                  f"({batch_size} x {num_replicas} rank(s)); lower --batchsize "
+                                  "or add data (smaller than one global batch with drop_last)")
         else:
             self.steps_per_epoch = -(-n // glob)
         self.epoch, self.offset = divmod(int(start_step), self.steps_per_epoch)
