@@ -6,7 +6,7 @@ import argparse
 
 from .config import parse_bool
 
-MODES = ("train", "resume", "convert", "denoise")
+MODES = ("train", "resume", "convert", "denoise", "eval", "fid_stats")
 
 
 def _bool(value: str) -> bool:
@@ -74,7 +74,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=MODES,
                    help="train: train from scratch; resume: continue training; convert: write "
                         "the EMA inference file of a training checkpoint; denoise: sample from "
-                        "--pretrained_path")
+                        "--pretrained_path; eval: FID/IS/precision/recall of --pretrained_path "
+                        "or --samples; fid_stats: reference statistics of the training set")
     p.add_argument("--resume", type=_bool, default=False,
                    help="with --mode train, resume instead (the original's flag)")
     p.add_argument("--resume_ckpt_path", default=None,
@@ -103,6 +104,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         "the dynamic graph; auto: the predictor on CPU if the export works")
     for flag, (key, typ, text) in CONFIG_FLAGS.items():
         p.add_argument(f"--{flag}", type=typ, default=None, help=f"{text} [config: {key}]")
+    from .evaluate import add_eval_args
+    add_eval_args(p)
     return p
 
 

@@ -74,8 +74,16 @@ def random_state():
     return random_torch_state([(k, tuple(s)) for k, s in meta["keys"]], meta["weight_seed"])
 
 
+_written = []   # the first file written in this process; later calls copy it
+
+
 def random_weights_pth(path: str) -> str:
-    write_pth(path, random_state())
+    import shutil
+    if _written and os.path.isfile(_written[0]):
+        shutil.copyfile(_written[0], path)
+    else:
+        write_pth(path, random_state())
+        _written[:] = [path]
     return path
 
 

@@ -130,6 +130,13 @@ def test_pdparams_cache_is_made_once_and_tied_to_the_pth(weights):
     rebuilt, _ = load_inception(weights)
     np.testing.assert_array_equal(rebuilt.fc.bias.numpy(), model.fc.bias.numpy())
     assert paddle.load(cached, return_numpy=True)["source_sha256"] == digest
+    # an unreadable cache is rebuilt too; given directly, it is refused with the fix
+    with open(cached, "r+b") as fh:
+        fh.truncate(1000)
+    with pytest.raises(CheckpointError, match="not a ppddpm Inception cache"):
+        load_inception(cached)
+    rebuilt, _ = load_inception(weights)
+    np.testing.assert_array_equal(rebuilt.fc.bias.numpy(), model.fc.bias.numpy())
 
 
 def test_wrong_state_dict_is_refused(tmp_path):

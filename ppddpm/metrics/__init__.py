@@ -8,9 +8,7 @@
   pth_reader.py       PyTorch .pth state dicts read without PyTorch
   features.py, stats.py  image sources, Inception features, reference statistics files
 
-This package imports nothing heavy by itself; the numpy-only metrics need no Paddle.
+Import from the modules (e.g. ``from ppddpm.metrics.fid import frechet_distance``): this
+file imports nothing, so the CLI parser stays light, and the numpy-only metrics need no
+Paddle.
 """
-from .fid import MetricError, feature_statistics, frechet_distance  # noqa: F401
-from .inception_score import inception_score  # noqa: F401
-from .kid import kernel_inception_distance  # noqa: F401
-from .precision_recall import precision_recall  # noqa: F401

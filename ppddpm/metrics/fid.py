@@ -28,6 +28,16 @@ def feature_statistics(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return feats.mean(axis=0), np.cov(feats, rowvar=False)
 
 
+def _sqrtm(m: np.ndarray) -> np.ndarray:
+    """scipy.linalg.sqrtm without its singular-matrix notices (finiteness is checked by the
+    caller, as pytorch-fid's disp=False did); SciPy >= 1.16 deprecates ``disp``, and some
+    versions return (root, error) while others return the root alone."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = linalg.sqrtm(m)
+    return out[0] if isinstance(out, tuple) else out
+
+
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """The Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
 
@@ -42,12 +52,12 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
                           f"{list(mu2.shape)}, covariances {list(s1.shape)} and {list(s2.shape)} "
                           "(were both made with the same Inception layer?)")
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(s1.dot(s2), disp=False)
+    covmean = _sqrtm(s1.dot(s2))
     if not np.isfinite(covmean).all():
         warnings.warn(f"FID: the covariance product is singular; adding {eps} to the "
                       "diagonals (as pytorch-fid does)", RuntimeWarning, stacklevel=2)
         offset = np.eye(s1.shape[0]) * eps
-        covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
+        covmean = _sqrtm((s1 + offset).dot(s2 + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise MetricError(f"FID: the matrix square root has a large imaginary component "

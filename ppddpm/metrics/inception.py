@@ -252,40 +252,59 @@ def cache_path_for(pth_path: str) -> str:
     return os.path.join(folder, base)
 
 
+def _read_cache(path: str):
+    """(state, source digest) of a ppddpm Inception cache, or None if it is not one."""
+    try:
+        obj = paddle.load(path, return_numpy=True)
+    except Exception:  # truncated or foreign file: paddle raises many types
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("state"), dict) or "source_sha256" not in obj:
+        return None
+    return obj["state"], str(obj["source_sha256"])
+
+
 def load_inception(path: str, cache: bool = True) -> Tuple[FIDInceptionV3, str]:
     """Build the FID Inception from ``path`` (a pytorch-fid .pth or its .pdparams cache).
 
     A .pth is read without PyTorch and, with ``cache``, converted once to a .pdparams file
-    holding the weights and the .pth's SHA-256 (the cache is rebuilt if the .pth changes).
-    Returns (model in eval mode, weights id = SHA-256 of the .pth).
+    holding the weights and the .pth's SHA-256 (rebuilt when the .pth changes or the cache
+    is unreadable). Returns (model in eval mode, weights id = SHA-256 of the .pth).
     """
-    from ..fileio import atomic_write_path
+    from ..train.checkpoint import atomic_save
     from .pth_reader import read_pth
 
-    model = FIDInceptionV3()
     if not os.path.isfile(path):
         raise InceptionWeightsError(f"Inception weights file {path} does not exist: "
                                     + how_to_get_weights())
+    model = FIDInceptionV3()
     if path.endswith(".pdparams"):
-        obj = paddle.load(path, return_numpy=True)
-        if not isinstance(obj, dict) or "state" not in obj or "source_sha256" not in obj:
+        found = _read_cache(path)
+        if found is None:
             raise CheckpointError(f"{path} is not a ppddpm Inception cache; pass the .pth "
                                   f"instead ({how_to_get_weights()})")
-        model.set_state_dict({k: paddle.to_tensor(v) for k, v in obj["state"].items()})
-        model.eval()
-        return model, str(obj["source_sha256"])
-    digest = file_digest(path)
-    cached = cache_path_for(path)
-    if cache and os.path.isfile(cached):
-        obj = paddle.load(cached, return_numpy=True)
-        if isinstance(obj, dict) and obj.get("source_sha256") == digest:
-            model.set_state_dict({k: paddle.to_tensor(v) for k, v in obj["state"].items()})
-            model.eval()
-            return model, digest
-    load_torch_state(model, read_pth(path), path)
+        state, digest = found
+    else:
+        digest = file_digest(path)
+        cached = cache_path_for(path)
+        found = _read_cache(cached) if cache and os.path.isfile(cached) else None
+        if found is not None and found[1] == digest:
+            state = found[0]
+        else:
+            load_torch_state(model, read_pth(path), path)
+            state = None
+            if cache:
+                atomic_save({"state": {k: v.numpy() for k, v in model.state_dict().items()},
+                             "source_sha256": digest}, cached)
+    if state is not None:
+        load_torch_state_paddle(model, state, path)
     model.eval()
-    if cache:
-        state = {k: v.numpy() for k, v in model.state_dict().items()}
-        atomic_write_path(cached, lambda tmp: paddle.save(
-            {"state": state, "source_sha256": digest}, tmp))
     return model, digest
+
+
+def load_torch_state_paddle(model: FIDInceptionV3, state: Mapping[str, np.ndarray], source: str) -> None:
+    """Load a state in Paddle's own names and layout (a cache), checking keys and shapes."""
+    own = model.state_dict()
+    if set(state) != set(own) or any(list(np.shape(state[k])) != list(own[k].shape) for k in own):
+        raise CheckpointError(f"{source}: the cached Inception weights do not fit the network; "
+                              "delete the .pdparams cache and pass the .pth again")
+    model.set_state_dict({k: paddle.to_tensor(np.asarray(v, np.float32)) for k, v in state.items()})

@@ -89,7 +89,7 @@ def dataset_source(data_cfg) -> ImageSource:
         from ..data.cifar10 import load_cifar10_arrays
         images, _ = load_cifar10_arrays(data_cfg.data_dir, train=True, download=data_cfg.download)
         return ImageSource((im.transpose(1, 2, 0) for im in images), len(images),
-                           "cifar10 train (50000 images, 32x32)")
+                           f"cifar10 train ({len(images)} images, 32x32)")
     from ..data import build_dataset
     ds = build_dataset(data_cfg)
     if not hasattr(ds, "load"):

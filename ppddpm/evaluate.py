@@ -1,0 +1,325 @@
+"""``--mode eval`` (FID, IS, precision/recall, KID of a checkpoint or of given samples)
+and ``--mode fid_stats`` (reference statistics of the training set), for every run script.
+
+Generation for eval is resumable: each batch is written at once to
+``{sample_dir}/{postfix}_eval.partial/{start}-{stop}.npy``; a new run with the same model
+and sampler settings generates only the missing indices. Image i depends only on
+(seed, i), so the resumed set equals an uninterrupted one. Under paddle.distributed the
+missing batches are dealt round-robin to the ranks; rank 0 then measures.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import warnings
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from .config import Config, ConfigError
+from .errors import CheckpointError
+from .fileio import atomic_write
+from .metrics.inception_weights import ENV_VAR, WEIGHTS_FILE
+
+PUBLISHED_NUM_SAMPLES = 50000
+
+
+def add_eval_args(p) -> None:
+    g = p.add_argument_group("evaluation (--mode eval | fid_stats)")
+    g.add_argument("--inception_weights", default=None,
+                   help=f"pytorch-fid's FID Inception weights {WEIGHTS_FILE} (read without "
+                        f"PyTorch, converted once to a .pdparams cache); default: ${ENV_VAR}")
+    g.add_argument("--num_samples", type=int, default=PUBLISHED_NUM_SAMPLES,
+                   help="eval: images to generate from --pretrained_path (published numbers "
+                        "use 50000)")
+    g.add_argument("--fid_stats", default=None,
+                   help="reference statistics .npz (ppddpm's or pytorch-fid's mu/sigma); "
+                        "fid_stats writes it there, eval computes it there if it is missing. "
+                        "Default: {data_dir}/fid_stats_{dataset}_{image_size}_train.npz")
+    g.add_argument("--samples", default=None,
+                   help="eval: a folder of images or a uint8 NHWC .npz (arr_0) to evaluate "
+                        "instead of generating from a checkpoint")
+    g.add_argument("--eval_out", default=None,
+                   help="eval: JSON file for the results (default: {sample_dir}/eval_*.json)")
+    g.add_argument("--inception_batch", type=int, default=50,
+                   help="images per Inception forward pass")
+
+
+def _say(args, message: str) -> None:
+    if not args.quiet:
+        print(message, flush=True)
+
+
+def checkpoint_iteration(path: str) -> Optional[int]:
+    """Training iterations done, read off ppddpm's file names (ckpt_iter_N, _iN_ema)."""
+    name = os.path.basename(path)
+    m = re.search(r"_ckpt_iter_(\d+)", name) or re.search(r"_i(\d+)(?:_ema)?\.pdparams?$", name)
+    return int(m.group(1)) if m else None
+
+
+# -- resumable generation -------------------------------------------------------
+def _chunk_files(folder: str) -> List[Tuple[int, int, str]]:
+    out = []
+    for name in os.listdir(folder):
+        m = re.fullmatch(r"(\d+)-(\d+)\.npy", name)
+        if m:
+            out.append((int(m.group(1)), int(m.group(2)), os.path.join(folder, name)))
+    return sorted(out)
+
+
+def missing_ranges(chunks, n: int, batch: int) -> List[Tuple[int, int]]:
+    """Index ranges in [0, n) no chunk covers, cut into pieces of at most ``batch``."""
+    covered = np.zeros(n, dtype=bool)
+    for start, stop, _ in chunks:
+        covered[start:min(stop, n)] = True
+    out, i = [], 0
+    while i < n:
+        if covered[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and not covered[j] and j - i < batch:
+            j += 1
+        out.append((i, j))
+        i = j
+    return out
+
+
+def _open_partial(folder: str, meta: dict) -> None:
+    meta_path = os.path.join(folder, "meta.json")
+    if os.path.isfile(meta_path):
+        with open(meta_path) as fh:
+            old = json.load(fh)
+        diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in meta.items() if old.get(k) != v]
+        if diffs:
+            raise ConfigError(f"{folder} holds samples of other settings ({'; '.join(diffs)}); "
+                              "delete it, or use another --sample_postfix, to start afresh")
+        return
+    os.makedirs(folder, exist_ok=True)
+    text = json.dumps(meta, indent=1, sort_keys=True)
+    atomic_write(meta_path, lambda fh: fh.write(text.encode()))
+
+
+def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, folder: str,
+                       meta: dict, progress: bool = True) -> Optional[np.ndarray]:
+    """All n images as uint8 NHWC on rank 0 (None on the other ranks), resuming from the
+    chunks already in ``folder``."""
+    from tqdm.auto import tqdm
+    from .sampling import generate
+    from .train import dist
+
+    size, rank = dist.world()
+    if rank == 0:
+        _open_partial(folder, meta)
+    dist.barrier()
+    todo = missing_ranges(_chunk_files(folder), n, batch)
+    done = n - sum(b - a for a, b in todo)
+    bar = tqdm(total=n, initial=done, desc="eval samples", unit="img",
+               disable=not progress or rank != 0)
+    for k, (a, b) in enumerate(todo):
+        if k % size != rank:
+            continue
+        imgs = generate(model, sampler, b - a, shape, b - a, seed=seed, index_offset=a,
+                        progress=False)
+        atomic_write(os.path.join(folder, f"{a:07d}-{b:07d}.npy"), lambda fh: np.save(fh, imgs))
+        bar.update((b - a) * size)
+    bar.close()
+    dist.barrier()
+    if rank != 0:
+        return None
+    out = None
+    for start, stop, path in _chunk_files(folder):
+        part = np.load(path)
+        if out is None:
+            out = np.zeros((n,) + part.shape[1:], dtype=np.uint8)
+        lo, hi = start, min(stop, n)
+        if lo < hi:
+            out[lo:hi] = part[:hi - lo]
+    missing = missing_ranges(_chunk_files(folder), n, n)
+    if missing:
+        raise CheckpointError(f"{folder}: samples {missing[0]} are missing after generation")
+    return out
+
+
+def _generate_for_eval(args, cfg: Config):
+    """(ImageSource or None on other ranks, info dict) from --pretrained_path."""
+    from .cli import _sampling_setup
+    from .metrics.features import from_array
+    from .sampling import sampler_description
+
+    if not args.pretrained_path:
+        raise CheckpointError("eval needs --pretrained_path (a checkpoint to generate from) or "
+                              "--samples (a folder or .npz of images to evaluate)")
+    if args.num_samples < 1:
+        raise ConfigError(f"--num_samples must be >= 1, got {args.num_samples}")
+    model, sampler, shape, _ = _sampling_setup(args, cfg)
+    n, batch, s = args.num_samples, cfg.sample.batchsize or cfg.train.batchsize, cfg.sample
+    desc = sampler_description(sampler)
+    meta = {"pretrained_path": os.path.abspath(args.pretrained_path),
+            "pretrained_bytes": os.path.getsize(args.pretrained_path), "sampler": desc,
+            "respacing": s.respacing, "skip": s.skip if s.sampler == "ddim" else None,
+            "clip_denoised": s.clip_denoised, "seed": s.seed, "shape": list(shape)}
+    base = os.path.join(s.sample_dir, f"{s.sample_postfix}_eval")
+    path = f"{base}{n}.npz"
+    info = {"checkpoint": args.pretrained_path,
+            "checkpoint_iteration": checkpoint_iteration(args.pretrained_path),
+            "sampler": desc, "sampler_steps": sampler.num_steps, "sample_seed": s.seed,
+            "samples": path}
+    images = _finished_samples(path, meta)
+    if images is not None:
+        _say(args, f"eval: reusing {path} ({n} samples of these settings)")
+        return from_array(images, path), info
+    _say(args, f"eval: {n} samples from {args.pretrained_path} with {desc}, batch {batch}")
+    images = generate_resumable(model, sampler, n, shape, batch, s.seed, base + ".partial",
+                                meta, progress=not args.quiet)
+    if images is None:
+        return None, info
+    text = json.dumps(meta, sort_keys=True)
+    atomic_write(path, lambda fh: np.savez(fh, arr_0=images, ppddpm_meta=np.str_(text)))
+    shutil.rmtree(base + ".partial", ignore_errors=True)
+    return from_array(images, path), info
+
+
+def _finished_samples(path: str, meta: dict) -> Optional[np.ndarray]:
+    """The images of an earlier finished eval with the same settings, else None."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with np.load(path) as f:
+            if "ppddpm_meta" in f.files and json.loads(str(f["ppddpm_meta"])) == meta:
+                return f["arr_0"]
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+# -- metrics ----------------------------------------------------------------------
+def compute_metrics(feats: np.ndarray, logits: np.ndarray, ref) -> dict:
+    """FID always; IS with >= 10 images; precision/recall and KID when ``ref`` has features."""
+    from .metrics.fid import feature_statistics, frechet_distance
+    from .metrics.inception_score import inception_score
+    from .metrics.kid import kernel_inception_distance
+    from .metrics.precision_recall import precision_recall
+
+    mu, sigma = feature_statistics(feats)
+    out = {"fid": frechet_distance(mu, sigma, ref.mu, ref.sigma), "is_mean": None, "is_std": None,
+           "precision": None, "recall": None, "kid_mean": None, "kid_std": None, "notes": []}
+    if len(logits) >= 10:
+        out["is_mean"], out["is_std"] = inception_score(logits, splits=10)
+    else:
+        out["notes"].append("IS needs at least 10 images (10 splits)")
+    if ref.features is None:
+        out["notes"].append("precision/recall and KID need reference features; this statistics "
+                            "file has only mu/sigma (make one with --mode fid_stats)")
+    elif min(len(feats), len(ref.features)) > 3:
+        out["precision"], out["recall"] = precision_recall(ref.features, feats, k=3)
+        out["kid_mean"], out["kid_std"] = kernel_inception_distance(ref.features, feats)
+    else:
+        out["notes"].append("precision/recall need more than 3 images per set")
+    return out
+
+
+def _inception(args):
+    from .metrics.inception import load_inception
+    from .metrics.inception_weights import resolve_weights_path
+    path = resolve_weights_path(args.inception_weights)
+    model, sha = load_inception(path)
+    return model, sha, path
+
+
+def _reference(args, cfg: Config, model, sha: str, path: Optional[str] = None, force=False):
+    """Load the reference statistics, or compute and cache them from the training set."""
+    from .metrics.features import inception_features
+    from .metrics.stats import check_same_weights, dataset_source, load_stats, save_stats
+
+    path = path or args.fid_stats or _default_stats(cfg)
+    if os.path.isfile(path) and not force:
+        ref = load_stats(path)
+        check_same_weights(ref, sha)
+        if ref.weights_sha256 is None:
+            _say(args, f"note: {path} does not say which Inception weights made it; it must come "
+                       f"from pytorch-fid's {WEIGHTS_FILE} for the FID to mean anything")
+        return ref, False
+    source = dataset_source(cfg.data)
+    _say(args, f"computing reference statistics of {source.description} -> {path}")
+    feats, logits = inception_features(model, source, args.inception_batch,
+                                       progress=not args.quiet, desc="reference")
+    return save_stats(path, feats, source.description, sha, logits), True
+
+
+def _default_stats(cfg: Config) -> str:
+    from .metrics.stats import default_stats_path
+    return default_stats_path(cfg.data)
+
+
+def run_fid_stats(args, cfg: Config) -> None:
+    from .metrics.stats import dataset_source, load_stats
+    from .train import dist
+
+    dist.init_distributed()
+    if not dist.is_main():
+        return
+    model, sha, _ = _inception(args)
+    path = args.fid_stats or _default_stats(cfg)
+    if os.path.isfile(path):
+        old = load_stats(path)
+        if (old.weights_sha256 == sha and old.features is not None
+                and old.source == dataset_source(cfg.data).description):
+            _say(args, f"{path} is up to date ({old.num_images} images, {old.source})")
+            return
+    ref, _ = _reference(args, cfg, model, sha, path=path, force=True)
+    _say(args, f"wrote {path}: mu/sigma of {ref.num_images} images ({ref.source})")
+
+
+def run_eval(args, cfg: Config) -> None:
+    from .metrics.features import inception_features, open_samples
+    from .metrics.inception_weights import resolve_weights_path
+    from .train import dist
+
+    dist.init_distributed()
+    resolve_weights_path(args.inception_weights)   # fail before hours of sampling
+    if args.samples:
+        source = open_samples(args.samples) if dist.is_main() else None
+        info = {"samples": os.path.abspath(args.samples), "checkpoint": None,
+                "checkpoint_iteration": None, "sampler": None, "sampler_steps": None}
+    else:
+        source, info = _generate_for_eval(args, cfg)
+    if not dist.is_main():
+        return
+    n = len(source)
+    if n < PUBLISHED_NUM_SAMPLES:
+        msg = (f"warning: {n} samples; FID/IS/precision/recall are biased by the sample count "
+               f"and NOT comparable with published numbers, which use {PUBLISHED_NUM_SAMPLES}")
+        print(msg, file=sys.stderr, flush=True)
+    model, sha, wpath = _inception(args)
+    ref, _ = _reference(args, cfg, model, sha)
+    feats, logits = inception_features(model, source, args.inception_batch,
+                                       progress=not args.quiet, desc="inception")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        results = compute_metrics(feats, logits, ref)
+    for w in caught:   # e.g. FID's singular-covariance offset, as pytorch-fid prints it
+        results["notes"].append(str(w.message))
+        print(f"warning: {w.message}", file=sys.stderr, flush=True)
+    results.update(info)
+    results.update({"num_samples": n, "comparable_with_published": n >= PUBLISHED_NUM_SAMPLES,
+                    "reference": ref.path, "reference_source": ref.source,
+                    "reference_num_images": ref.num_images, "inception_weights": wpath,
+                    "inception_sha256": sha})
+    out = args.eval_out or os.path.join(cfg.sample.sample_dir, _eval_name(args, cfg))
+    text = json.dumps(results, indent=2)
+    atomic_write(out, lambda fh: fh.write(text.encode()))
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
+    _say(args, f"FID {fmt(results['fid'])}  IS {fmt(results['is_mean'])} ± {fmt(results['is_std'])}  "
+               f"precision {fmt(results['precision'])}  recall {fmt(results['recall'])}  "
+               f"KID {fmt(results['kid_mean'])}  ({n} samples; reference {ref.path})")
+    _say(args, f"wrote {out}")
+
+
+def _eval_name(args, cfg: Config) -> str:
+    if args.samples:
+        return f"eval_{os.path.splitext(os.path.basename(os.path.normpath(args.samples)))[0]}.json"
+    return f"eval_{cfg.sample.sample_postfix}_{args.num_samples}.json"

@@ -1,0 +1,242 @@
+"""--mode fid_stats and --mode eval through the shared CLI (in-process, to keep it fast):
+a tiny DDPM, a fake CIFAR-10 in the real format, and random FID-Inception weights."""
+import contextlib
+import io
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from helpers_cli import ROOT
+from helpers_data import make_fake_cifar10
+from helpers_inception import random_weights_pth
+from ppddpm.cli import main
+from ppddpm.config import load_config
+from ppddpm.diffusion import GaussianDiffusion
+from ppddpm.evaluate import checkpoint_iteration, compute_metrics, missing_ranges
+from ppddpm.metrics.features import from_array, from_folder, inception_features, open_samples
+from ppddpm.metrics.fid import feature_statistics
+from ppddpm.metrics.inception import file_digest, load_inception
+from ppddpm.metrics.inception_weights import ENV_VAR, WEIGHTS_FILE, WEIGHTS_URL
+from ppddpm.metrics.kid import kernel_inception_distance
+from ppddpm.metrics.precision_recall import precision_recall
+from ppddpm.metrics.stats import ReferenceStats, load_stats
+from ppddpm.models import build_model
+from ppddpm.pretrained import save_inference_file
+from ppddpm.sampling import build_sampler, generate
+
+TINY = """\
+base: {root}/configs/cifar10.yaml
+model: {{ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [16], dropout: 0.0}}
+diffusion: {{num_diffusion_steps: 10, beta_end: 0.2}}
+data: {{num_workers: 0, download: false}}
+sample: {{batchsize: 4}}
+"""
+CKPT = "ddpm_cifar10_i123_ema.pdparams"
+N = 10
+
+
+def cli(*argv):
+    return main("tiny.yaml", "test", argv=list(argv) + ["--quiet"])
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    data = make_fake_cifar10(str(d / "ds"), 2)                     # 10 training images
+    (d / "tiny.yaml").write_text(TINY.format(root=ROOT))
+    cfg = load_config(str(d / "tiny.yaml"))
+    paddle.seed(0)
+    model = build_model(cfg.model)
+    betas = GaussianDiffusion.from_config(cfg.diffusion).betas
+    save_inference_file(str(d / CKPT), model.state_dict(), betas, {}, cfg)
+    weights = random_weights_pth(str(d / WEIGHTS_FILE))
+    return {"dir": d, "cfg": cfg, "model": model, "train": data["train_data"], "weights": weights}
+
+
+@pytest.fixture(scope="module")
+def evaluated(work, tmp_path_factory):
+    """fid_stats, then an eval interrupted after its first batch, then the resumed eval."""
+    d, w = work["dir"], work["weights"]
+    old = os.getcwd()
+    os.chdir(d)
+    try:
+        assert cli("--mode", "fid_stats", "--data_dir", "ds", "--inception_weights", w) == 0
+        import ppddpm.sampling as sampling
+        real_generate, offsets = sampling.generate, []
+
+        def interrupted(model, sampler, n, shape, batch, seed=0, index_offset=0, progress=True):
+            if offsets:
+                raise KeyboardInterrupt
+            offsets.append(index_offset)
+            return real_generate(model, sampler, n, shape, batch, seed, index_offset, progress)
+        eval_args = ("--mode", "eval", "--data_dir", "ds", "--pretrained_path", CKPT,
+                     "--num_samples", str(N), "--inception_weights", w, "--engine", "dygraph")
+        sampling.generate = interrupted
+        try:
+            assert cli(*eval_args) == 130
+        finally:
+            sampling.generate = real_generate
+        partial = sorted(os.listdir(d / "sample" / "ddpm_cifar10_test_eval.partial"))
+        assert partial == ["0000000-0000004.npy", "meta.json"]
+
+        resumed = []
+
+        def recording(model, sampler, n, shape, batch, seed=0, index_offset=0, progress=True):
+            resumed.append((index_offset, n))
+            return real_generate(model, sampler, n, shape, batch, seed, index_offset, progress)
+        sampling.generate = recording
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                assert cli(*eval_args) == 0
+        finally:
+            sampling.generate = real_generate
+    finally:
+        os.chdir(old)
+    return {"resumed": resumed, "stderr": err.getvalue(), "json": json.loads(
+        (d / "sample" / f"eval_ddpm_cifar10_test_{N}.json").read_text())}
+
+
+def test_fid_stats_file(work, evaluated):
+    stats = np.load(work["dir"] / "ds" / "fid_stats_cifar10_32_train.npz")
+    assert stats["mu"].shape == (2048,) and stats["sigma"].shape == (2048, 2048)
+    assert stats["mu"].dtype == stats["sigma"].dtype == np.float64
+    assert int(stats["num_images"]) == 10 and stats["features"].shape == (10, 2048)
+    assert str(stats["inception_sha256"]) == file_digest(work["weights"])
+    # the training images, unflipped, in order (NCHW on disk -> NHWC for the network)
+    model, _ = load_inception(work["weights"])
+    feats, _ = inception_features(model, from_array(work["train"][:3], "train"), progress=False)
+    np.testing.assert_allclose(stats["features"][:3], feats, rtol=1e-5, atol=1e-5)
+    mu, sigma = feature_statistics(stats["features"])
+    np.testing.assert_allclose(stats["mu"], mu)
+    np.testing.assert_allclose(stats["sigma"], sigma)
+
+
+def test_eval_resumes_only_the_missing_batches_and_equals_one_run(work, evaluated):
+    # batches of 4: [0,4) was done before the interrupt; the resumed run drew [4,8) and [8,10)
+    assert evaluated["resumed"] == [(4, 4), (8, 2)]
+    d = work["dir"]
+    saved = np.load(d / "sample" / f"ddpm_cifar10_test_eval{N}.npz")["arr_0"]
+    assert not (d / "sample" / "ddpm_cifar10_test_eval.partial").exists()
+    # the same images as one uninterrupted run with another batch size
+    cfg = work["cfg"]
+    sampler = build_sampler(GaussianDiffusion.from_config(cfg.diffusion), cfg.sample)
+    once = generate(work["model"], sampler, N, [3, 32, 32], 7, seed=0, progress=False)
+    np.testing.assert_array_equal(saved, once)
+
+
+def test_eval_json(work, evaluated):
+    r = evaluated["json"]
+    assert r["num_samples"] == N and r["comparable_with_published"] is False
+    assert r["checkpoint_iteration"] == 123 and r["sampler_steps"] == 10
+    assert r["sampler"].startswith("DDPM ancestral, 10 steps")
+    assert r["inception_sha256"] == file_digest(work["weights"])
+    assert r["reference_num_images"] == 10
+    # 10 images in 10 splits: one image per split, so p(y) = p(y|x) and IS is exactly 1
+    assert r["is_mean"] == pytest.approx(1.0, abs=1e-9) and r["is_std"] == pytest.approx(0, abs=1e-9)
+    assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+    assert np.isfinite(r["fid"]) and r["fid"] > 0 and np.isfinite(r["kid_mean"])
+    # The JSON's numbers are those of the saved samples against the reference; the FID is
+    # checked against an independent formula: Tr sqrt(S1 S2) = sum sqrt(eig(S1^1/2 S2 S1^1/2)).
+    model, _ = load_inception(work["weights"])
+    samples = open_samples(str(work["dir"] / "sample" / f"ddpm_cifar10_test_eval{N}.npz"))
+    feats, logits = inception_features(model, samples, progress=False)
+    ref = load_stats(str(work["dir"] / "ds" / "fid_stats_cifar10_32_train.npz"))
+    mu, sigma = feature_statistics(feats)
+    w, v = np.linalg.eigh(sigma)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    lam = np.clip(np.linalg.eigvalsh(root @ ref.sigma @ root), 0, None)
+    fid = np.sum((mu - ref.mu) ** 2) + np.trace(sigma) + np.trace(ref.sigma) - 2 * np.sum(np.sqrt(lam))
+    assert r["fid"] == pytest.approx(fid, rel=1e-5)
+    assert (r["precision"], r["recall"]) == precision_recall(ref.features, feats)
+    assert r["kid_mean"] == pytest.approx(kernel_inception_distance(ref.features, feats)[0], rel=1e-9)
+
+
+def test_eval_warns_below_50k(evaluated):
+    err = evaluated["stderr"]
+    assert f"warning: {N} samples" in err and "NOT comparable" in err and "50000" in err
+
+
+def test_eval_reuses_finished_samples(work, evaluated, capfd, monkeypatch):
+    # A second eval of the same settings must not sample again; a broken statistics file
+    # then stops it before any Inception work, with a message naming the file.
+    monkeypatch.chdir(work["dir"])
+    import ppddpm.sampling as sampling
+    monkeypatch.setattr(sampling, "generate", lambda *a, **k: pytest.fail("regenerated"))
+    np.savez(work["dir"] / "broken.npz", m=np.zeros(3))
+    assert cli("--mode", "eval", "--data_dir", "ds", "--pretrained_path", CKPT, "--num_samples",
+               str(N), "--inception_weights", work["weights"], "--engine", "dygraph",
+               "--fid_stats", "broken.npz") == 2
+    err = capfd.readouterr().err
+    assert "broken.npz is not an FID statistics file" in err and "Traceback" not in err
+
+
+def test_sample_sources_agree(work, evaluated, tmp_path):
+    from PIL import Image
+    arr = np.load(work["dir"] / "sample" / f"ddpm_cifar10_test_eval{N}.npz")["arr_0"]
+    for i, img in enumerate(arr):
+        Image.fromarray(img).save(tmp_path / f"{i:03d}.png")
+    Image.fromarray(arr[0][:, :, 0]).save(tmp_path / "grey.png")        # L mode -> RGB
+    folder = list(from_folder(str(tmp_path)))
+    assert len(folder) == N + 1 and all(f.shape == (32, 32, 3) for f in folder)
+    np.testing.assert_array_equal(np.stack(folder[:N]), arr)
+    np.testing.assert_array_equal(folder[N], np.repeat(arr[0][:, :, :1], 3, axis=2))
+    nchw = list(from_array(arr.transpose(0, 3, 1, 2), "nchw"))
+    np.testing.assert_array_equal(np.stack(nchw), arr)
+    with pytest.raises(Exception, match="uint8"):
+        list(from_array(arr.astype(np.float32), "floats"))
+
+
+def test_pytorch_fid_statistics_give_fid_without_precision_recall():
+    rs = np.random.RandomState(0)
+    ref_feats, feats = rs.standard_normal((40, 8)), rs.standard_normal((30, 8)) + 0.5
+    mu, sigma = feature_statistics(ref_feats)
+    full = compute_metrics(feats, rs.standard_normal((30, 5)), ReferenceStats(
+        mu, sigma, ref_feats.astype(np.float32), 40, "x", None))
+    only = compute_metrics(feats, rs.standard_normal((30, 5)), ReferenceStats(
+        mu, sigma, None, None, "pytorch-fid", None))
+    assert only["fid"] == pytest.approx(full["fid"], rel=1e-12)
+    assert only["precision"] is None and only["kid_mean"] is None and full["precision"] is not None
+    assert any("mu/sigma" in n for n in only["notes"])
+
+
+def test_pytorch_fid_npz_is_read(tmp_path):
+    np.savez(tmp_path / "pfid.npz", mu=np.zeros(4, np.float32), sigma=np.eye(4))
+    ref = load_stats(str(tmp_path / "pfid.npz"))
+    assert ref.features is None and ref.weights_sha256 is None and ref.mu.dtype == np.float64
+    np.savez(tmp_path / "bad.npz", m=np.zeros(4))
+    with pytest.raises(Exception, match="'mu' and 'sigma'"):
+        load_stats(str(tmp_path / "bad.npz"))
+
+
+def test_eval_without_weights_says_what_to_download(work, capfd, monkeypatch):
+    monkeypatch.chdir(work["dir"])
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert cli("--mode", "eval", "--data_dir", "ds", "--pretrained_path", CKPT) == 2
+    err = capfd.readouterr().err
+    assert WEIGHTS_FILE in err and WEIGHTS_URL in err and "Traceback" not in err
+
+
+def test_eval_refuses_a_partial_run_of_other_settings(work, capfd, monkeypatch):
+    monkeypatch.chdir(work["dir"])
+    part = work["dir"] / "other" / "ddpm_cifar10_test_eval.partial"
+    part.mkdir(parents=True)
+    (part / "meta.json").write_text(json.dumps({"seed": 99}))
+    assert cli("--mode", "eval", "--data_dir", "ds", "--pretrained_path", CKPT, "--sample_dir",
+               "other", "--inception_weights", work["weights"], "--engine", "dygraph") == 2
+    err = capfd.readouterr().err
+    assert "holds samples of other settings" in err and "seed: 99 -> 0" in err
+
+
+def test_missing_ranges_and_checkpoint_iteration():
+    chunks = [(0, 5, "a"), (10, 15, "b")]
+    assert missing_ranges(chunks, 17, 4) == [(5, 9), (9, 10), (15, 17)]
+    assert missing_ranges(chunks, 12, 100) == [(5, 10)]
+    assert missing_ranges([(0, 20, "c")], 12, 4) == []
+    assert checkpoint_iteration("ckpts/cifar10_ckpt_iter_40000.pdparam") == 40000
+    assert checkpoint_iteration("ddpm_cifar10_i800000_ema.pdparam") == 800000
+    assert checkpoint_iteration("ddpm_cifar10_i5.pdparams") == 5
+    assert checkpoint_iteration("converted_google_ddpm.pdparams") is None
