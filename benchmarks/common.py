@@ -1,0 +1,110 @@
+"""Shared driver: run worker.py for each framework in its own venv, alternating, and report."""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def _py(env_name, default):
+    return os.environ.get(env_name) or (default if os.path.exists(default) else None)
+
+
+# Each framework runs under its own interpreter (override with the environment variables).
+PYTHONS = {
+    "ppddpm": _py("PPDDPM_PYTHON", "/work/venv/bin/python") or sys.executable,
+    "ppddpm-dygraph": _py("PPDDPM_PYTHON", "/work/venv/bin/python") or sys.executable,
+    "diffusers": _py("PEER_TORCH_PYTHON", "/work/venv-ref/bin/python"),
+    "ppdiffusers": _py("PEER_PPDIFF_PYTHON", "/work/venv-ppdiff/bin/python"),
+}
+
+
+def run_worker(framework, task, threads, paddle_omp, timeout=3600, **kw):
+    """One measurement in a fresh process; returns the worker's result dict (or an error)."""
+    py = PYTHONS[framework]
+    if py is None:
+        return {"framework": framework, "error": "no interpreter (see benchmarks/README in RESULTS.md)"}
+    cmd = [py, os.path.join(HERE, "worker.py"), "--framework", framework, "--task", task,
+           "--threads", str(threads)]
+    for k, v in kw.items():
+        if v is not None:
+            cmd += [f"--{k}", str(v)]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    # Paddle reads OMP_NUM_THREADS at import (and sets 1 if unset); torch uses set_num_threads.
+    env["OMP_NUM_THREADS"] = str(paddle_omp if framework != "diffusers" else threads)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            out = json.loads(line[7:])
+            out["wall_s"] = time.perf_counter() - t0
+            return out
+    tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+    return {"framework": framework, "error": f"exit {proc.returncode}: {tail}"}
+
+
+def alternate(frameworks, reps, log=print, **kw):
+    """reps rounds; each round runs every framework once, the order rotating each round."""
+    results = {f: [] for f in frameworks}
+    for r in range(reps):
+        order = frameworks[r % len(frameworks):] + frameworks[:r % len(frameworks)]
+        for f in order:
+            res = run_worker(f, **kw)
+            results[f].append(res)
+            msg = res.get("error") or (f"median {res['median_s']:.3f} s "
+                                       f"(steps {', '.join(f'{x:.3f}' for x in res['times'])}), "
+                                       f"peak RSS {res['maxrss_mb']:.0f} MiB")
+            log(f"  round {r + 1}/{reps} {f:15s} {msg}")
+    return results
+
+
+def summarize(results):
+    """Per framework: median of every timed step over all rounds, range of the round medians,
+    peak RSS (max over rounds)."""
+    out = {}
+    for f, runs in results.items():
+        ok = [r for r in runs if "error" not in r]
+        if not ok:
+            out[f] = {"error": runs[0].get("error") if runs else "not run"}
+            continue
+        steps = [t for r in ok for t in r["times"]]
+        meds = [r["median_s"] for r in ok]
+        out[f] = {"median_s": statistics.median(steps), "round_min": min(meds),
+                  "round_max": max(meds), "rounds": len(ok), "steps": len(steps),
+                  "maxrss_mb": max(r["maxrss_mb"] for r in ok), "params": ok[0].get("params"),
+                  "extra": {k: ok[0][k] for k in ("version", "engine_setup_s", "exported")
+                            if k in ok[0]}}
+    return out
+
+
+def conditions():
+    load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else "?"
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores, load average before the run {' '.join(load)}")
+
+
+def table(summary, ref, title, mem=False):
+    lines = [f"| {title} | median | range of round medians | / {ref} |" + (" peak RSS |" if mem else ""),
+             "| --- | --- | --- | --- |" + (" --- |" if mem else "")]
+    base = summary.get(ref, {}).get("median_s")
+    for f, s in summary.items():
+        if "error" in s:
+            lines.append(f"| {f} | failed: {s['error']} | | |" + (" |" if mem else ""))
+            continue
+        ratio = f"{s['median_s'] / base:.2f}" if base else "-"
+        row = (f"| {f} | {s['median_s']:.3f} s | {s['round_min']:.3f}-{s['round_max']:.3f} s "
+               f"({s['rounds']} rounds, {s['steps']} steps) | {ratio} |")
+        if mem:
+            row += f" {s['maxrss_mb'] / 1024:.2f} GiB |"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def save_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1)

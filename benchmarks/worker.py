@@ -1,0 +1,200 @@
+"""One benchmark measurement in a fresh process; prints one JSON line.
+
+Run by bench_sampling.py / bench_training.py under each framework's own Python:
+  ppddpm, ppddpm-dygraph   /work/venv        (paddle, this repo on PYTHONPATH)
+  diffusers                /work/venv-ref    (torch 2.13 + diffusers)
+  ppdiffusers              /work/venv-ppdiff (paddle + ppdiffusers)
+Every framework gets the same network (the official DDPM CIFAR-10 UNet, 35.7M parameters,
+random weights), the same inputs (numpy RandomState(0)) and the same work.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+# The DDPM CIFAR-10 UNet (google/ddpm-cifar10-32) as a diffusers/ppdiffusers UNet2DModel.
+UNET2D = dict(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
+              block_out_channels=(128, 256, 256, 256), norm_eps=1e-6, dropout=0.1,
+              down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+              up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+              attention_head_dim=None, flip_sin_to_cos=False, freq_shift=1, downsample_padding=0)
+
+
+def inputs(batch):
+    rs = np.random.RandomState(0)
+    x = rs.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    t = rs.randint(0, 1000, batch).astype(np.int64)
+    noise = rs.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    return x, t, noise
+
+
+def timed(fn, warmup, steps):
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+# -- ppddpm ----------------------------------------------------------------------------
+def ppddpm_setup(args, train):
+    import paddle
+    from ppddpm.config import ModelConfig
+    from ppddpm.models import build_model, count_parameters
+    paddle.seed(0)
+    model = build_model(ModelConfig())   # the CIFAR-10 defaults: ch 128, [1,2,2,2], attn 16
+    if not train:   # non-zero output layers, so the sampler does real work
+        for p in model.parameters():
+            if not float(p.abs().max()):
+                p.set_value(paddle.randn(p.shape) * 0.02)
+    return paddle, model, count_parameters(model)
+
+
+def ppddpm_engine(args, model, info):
+    if args.framework == "ppddpm-dygraph":
+        import paddle
+        paddle.base.core.set_num_threads(args.threads)
+        model.eval()
+        return model
+    from ppddpm.engine import InferenceModel
+    t0 = time.perf_counter()
+    eng = InferenceModel(model, [3, 32, 32], cache_dir=args.cache_dir, threads=args.threads)
+    info["engine_setup_s"] = time.perf_counter() - t0
+    info["exported"] = eng.exported
+    return eng
+
+
+def run_ppddpm(args, info):
+    paddle, model, info["params"] = ppddpm_setup(args, args.task == "train_step")
+    x, t, noise = inputs(args.batch)
+    if args.task == "sample_step":
+        net = ppddpm_engine(args, model, info)
+        xs, ts = paddle.to_tensor(x), paddle.to_tensor(t)
+
+        def step():
+            with paddle.no_grad():
+                net(xs, ts).numpy()
+        return timed(step, args.warmup, args.steps)
+    if args.task == "ddim":
+        from ppddpm import DDIMSampler, GaussianDiffusion, get_beta_schedule
+        net = ppddpm_engine(args, model, info)
+        sampler = DDIMSampler(GaussianDiffusion(get_beta_schedule("linear", 1000, 1e-4, 0.02)),
+                              num_steps=args.ddim_steps, eta=0.0)
+        return timed(lambda: sampler.sample(net, [args.batch, 3, 32, 32], seed=0,
+                                            progress=False).numpy(), 0, args.steps)
+    # train_step: the package's own loss (L_simple, eq. 14) + backward + Adam
+    from ppddpm import GaussianDiffusion, get_beta_schedule
+    diffusion = GaussianDiffusion(get_beta_schedule("linear", 1000, 1e-4, 0.02))
+    model.train()
+    opt = paddle.optimizer.Adam(2e-4, parameters=model.parameters())
+    xs, ts, ns = paddle.to_tensor(x), paddle.to_tensor(t), paddle.to_tensor(noise)
+    losses = []
+
+    def step():
+        loss = diffusion.training_losses(model, xs, ts, noise=ns)["loss"].mean()
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        losses.append(float(loss))
+    times = timed(step, args.warmup, args.steps)
+    info["losses"] = losses
+    return times
+
+
+# -- diffusers (torch) and ppdiffusers (paddle) share one API ------------------------------
+def run_peer(args, info):
+    if args.framework == "diffusers":
+        import torch as fw
+        import diffusers.utils.import_utils as iu
+        # diffusers imports torchvision when installed; a torchvision wheel built for another
+        # torch variant fails with "operator torchvision::nms does not exist". Unneeded here.
+        iu._torchvision_available = False
+        from diffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
+        fw.set_num_threads(args.threads)
+        fw.manual_seed(0)
+        tensor, no_grad = fw.from_numpy, fw.no_grad
+        info["version"] = f"torch {fw.__version__}"
+    else:
+        import paddle as fw
+        from ppdiffusers import DDIMPipeline, DDIMScheduler, DDPMScheduler, UNet2DModel
+        fw.seed(0)
+        tensor, no_grad = fw.to_tensor, fw.no_grad
+        info["version"] = f"paddle {fw.__version__}"
+    unet = UNet2DModel(**UNET2D)
+    info["params"] = sum(int(np.prod(p.shape)) for p in unet.parameters())
+    x, t, noise = inputs(args.batch)
+    if args.task == "sample_step":
+        unet.eval()
+        xs, ts = tensor(x), tensor(t)
+
+        def step():
+            with no_grad():
+                unet(xs, ts).sample.numpy()
+        return timed(step, args.warmup, args.steps)
+    if args.task == "ddim":
+        unet.eval()
+        sched = DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
+                              beta_schedule="linear", clip_sample=True)
+        pipe = DDIMPipeline(unet=unet, scheduler=sched)
+        pipe.set_progress_bar_config(disable=True)
+        return timed(lambda: pipe(batch_size=args.batch, num_inference_steps=args.ddim_steps,
+                                  eta=0.0, output_type="np"), 0, args.steps)
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
+                          beta_schedule="linear")
+    unet.train()
+    xs, ts, ns = tensor(x), tensor(t), tensor(noise)
+    losses = []
+    if args.framework == "diffusers":
+        opt = fw.optim.Adam(unet.parameters(), lr=2e-4)
+
+        def step():
+            loss = ((unet(sched.add_noise(xs, ns, ts), ts).sample - ns) ** 2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(float(loss))
+    else:
+        opt = fw.optimizer.Adam(2e-4, parameters=unet.parameters())
+
+        def step():
+            loss = ((unet(sched.add_noise(xs, ns, ts), ts).sample - ns) ** 2).mean()
+            loss.backward()
+            opt.step()
+            opt.clear_grad()
+            losses.append(float(loss))
+    times = timed(step, args.warmup, args.steps)
+    info["losses"] = losses
+    return times
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--framework", required=True,
+                   choices=["ppddpm", "ppddpm-dygraph", "diffusers", "ppdiffusers"])
+    p.add_argument("--task", required=True, choices=["sample_step", "train_step", "ddim"])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ddim_steps", type=int, default=100)
+    p.add_argument("--cache_dir", default=None)
+    args = p.parse_args()
+    info = {"framework": args.framework, "task": args.task, "batch": args.batch,
+            "threads": args.threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    run = run_ppddpm if args.framework.startswith("ppddpm") else run_peer
+    times = run(args, info)
+    info.update(times=times, median_s=statistics.median(times),
+                maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    sys.stdout.write("RESULT " + json.dumps(info) + "\n")
+
+
+if __name__ == "__main__":
+    main()
