@@ -37,7 +37,8 @@ class Sampler:
     def num_steps(self) -> int:
         return len(self.steps)
 
-    def step(self, model, x, t, t_prev, noise):
+    def step(self, model, x, t: int, t_prev: int, noise):
+        """One reverse step from x_t to x_{t_prev}; ``t`` and ``t_prev`` are plain ints."""
         raise NotImplementedError
 
     @paddle.no_grad()
@@ -59,8 +60,7 @@ class Sampler:
             x = paddle.to_tensor(noise, dtype="float32")
         bar = tqdm(self.steps, desc=type(self).__name__, disable=not progress, leave=False)
         for i, (t, t_prev) in enumerate(bar):
-            t_vec = paddle.full([N], t, dtype="int64")
-            x, pred_x0 = self.step(model, x, t_vec, t_prev, stream.next())
+            x, pred_x0 = self.step(model, x, t, t_prev, stream.next())
             if (i + 1) % every == 0 or i + 1 == len(self.steps):
                 yield {"t": t_prev, "x": to_unit_range(x, model),
                        "pred_x0": to_unit_range(pred_x0, model)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 import numpy as np
+import paddle
 
 from ..diffusion import GaussianDiffusion
 from .base import Sampler
@@ -60,11 +61,12 @@ class DDIMSampler(Sampler):
 
     def step(self, model, x, t, t_prev, noise):
         d = self.diffusion
-        out = d.p_mean_variance(model, x, t, clip_denoised=self.clip_denoised,
+        t_vec = paddle.full([x.shape[0]], t, dtype="int64")
+        out = d.p_mean_variance(model, x, t_vec, clip_denoised=self.clip_denoised,
                                 model_kwargs=self.model_kwargs)
         pred_x0 = out["pred_x0"]
-        eps = d.predict_eps_from_x0(x, t, pred_x0)  # consistent with the (clipped) x0
-        abar_t = float(self._abar[int(t[0]) + 1])
+        eps = d.predict_eps_from_x0(x, t_vec, pred_x0)  # consistent with the (clipped) x0
+        abar_t = float(self._abar[t + 1])
         abar_prev = float(self._abar[t_prev + 1])
         sigma = self.eta * np.sqrt((1 - abar_prev) / (1 - abar_t)) * np.sqrt(1 - abar_t / abar_prev)
         dir_coef = np.sqrt(max(1 - abar_prev - sigma ** 2, 0.0))

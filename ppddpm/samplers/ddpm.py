@@ -21,7 +21,8 @@ class DDPMSampler(Sampler):
         self.steps = [(t, t - 1) for t in range(T - 1, -1, -1)]
 
     def step(self, model, x, t, t_prev, noise):
-        out = self.diffusion.p_mean_variance(model, x, t, clip_denoised=self.clip_denoised,
+        t_vec = paddle.full([x.shape[0]], t, dtype="int64")
+        out = self.diffusion.p_mean_variance(model, x, t_vec, clip_denoised=self.clip_denoised,
                                              model_kwargs=self.model_kwargs)
         if t_prev < 0:  # t == 0: return the mean (eq. 11 with z = 0)
             return out["mean"], out["pred_x0"]
