@@ -274,13 +274,32 @@ def run_fid_stats(args, cfg: Config) -> None:
     _say(args, f"wrote {path}: mu/sigma of {ref.num_images} images ({ref.source})")
 
 
+def _early_reference(args, cfg: Config, weights_path: str):
+    """Before hours of sampling: the reference statistics if they exist (checked against the
+    weights), else make sure the training set they will be computed from is there."""
+    from .metrics.inception import file_digest
+    from .metrics.stats import check_same_weights, dataset_source, load_stats
+
+    path = args.fid_stats or _default_stats(cfg)
+    if os.path.isfile(path):
+        ref = load_stats(path)
+        check_same_weights(ref, file_digest(weights_path))
+        if ref.weights_sha256 is None:
+            _say(args, f"note: {path} does not say which Inception weights made it; it must come "
+                       f"from pytorch-fid's {WEIGHTS_FILE} for the FID to mean anything")
+        return ref
+    dataset_source(cfg.data)   # raises DatasetError naming the fix when the data is missing
+    return None
+
+
 def run_eval(args, cfg: Config) -> None:
     from .metrics.features import inception_features, open_samples
     from .metrics.inception_weights import resolve_weights_path
     from .train import dist
 
     dist.init_distributed()
-    resolve_weights_path(args.inception_weights)   # fail before hours of sampling
+    weights_path = resolve_weights_path(args.inception_weights)   # fail before sampling
+    ref = _early_reference(args, cfg, weights_path) if dist.is_main() else None
     if args.samples:
         source = open_samples(args.samples) if dist.is_main() else None
         info = {"samples": os.path.abspath(args.samples), "checkpoint": None,
@@ -295,7 +314,8 @@ def run_eval(args, cfg: Config) -> None:
                f"and NOT comparable with published numbers, which use {PUBLISHED_NUM_SAMPLES}")
         print(msg, file=sys.stderr, flush=True)
     model, sha, wpath = _inception(args)
-    ref, _ = _reference(args, cfg, model, sha)
+    if ref is None:
+        ref, _ = _reference(args, cfg, model, sha)
     feats, logits = inception_features(model, source, args.inception_batch,
                                        progress=not args.quiet, desc="inception")
     with warnings.catch_warnings(record=True) as caught:

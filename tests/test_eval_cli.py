@@ -160,18 +160,41 @@ def test_eval_warns_below_50k(evaluated):
     assert f"warning: {N} samples" in err and "NOT comparable" in err and "50000" in err
 
 
-def test_eval_reuses_finished_samples(work, evaluated, capfd, monkeypatch):
-    # A second eval of the same settings must not sample again; a broken statistics file
-    # then stops it before any Inception work, with a message naming the file.
+def test_eval_reuses_finished_samples(work, evaluated, monkeypatch):
+    # A second eval of the same settings loads the finished .npz instead of sampling again.
+    from ppddpm.cli import resolve_config
+    from ppddpm.cli_args import build_parser
+    from ppddpm.evaluate import _generate_for_eval
+    import ppddpm.sampling as sampling
+    monkeypatch.chdir(work["dir"])
+    monkeypatch.setattr(sampling, "generate", lambda *a, **k: pytest.fail("regenerated"))
+    args = build_parser("t").parse_args(["--pretrained_path", CKPT, "--num_samples", str(N),
+                                         "--engine", "dygraph", "--quiet"])
+    source, info = _generate_for_eval(args, resolve_config(args, "tiny.yaml"))
+    saved = np.load(work["dir"] / "sample" / f"ddpm_cifar10_test_eval{N}.npz")["arr_0"]
+    np.testing.assert_array_equal(np.stack(list(source)), saved)
+    assert info["checkpoint_iteration"] == 123
+    # other settings (another seed) do not reuse it: they would sample
+    args.sample_seed = 5
+    with pytest.raises(pytest.fail.Exception, match="regenerated"):
+        _generate_for_eval(args, resolve_config(args, "tiny.yaml"))
+
+
+def test_eval_checks_the_reference_before_sampling(work, capfd, monkeypatch):
     monkeypatch.chdir(work["dir"])
     import ppddpm.sampling as sampling
-    monkeypatch.setattr(sampling, "generate", lambda *a, **k: pytest.fail("regenerated"))
+    monkeypatch.setattr(sampling, "generate", lambda *a, **k: pytest.fail("sampled first"))
     np.savez(work["dir"] / "broken.npz", m=np.zeros(3))
     assert cli("--mode", "eval", "--data_dir", "ds", "--pretrained_path", CKPT, "--num_samples",
                str(N), "--inception_weights", work["weights"], "--engine", "dygraph",
-               "--fid_stats", "broken.npz") == 2
+               "--fid_stats", "broken.npz", "--sample_dir", "fresh") == 2
     err = capfd.readouterr().err
     assert "broken.npz is not an FID statistics file" in err and "Traceback" not in err
+    # no statistics and no data set to compute them from: also before any sampling
+    assert cli("--mode", "eval", "--data_dir", "nodata", "--pretrained_path", CKPT,
+               "--inception_weights", work["weights"], "--sample_dir", "fresh") == 2
+    assert "CIFAR-10 not found" in capfd.readouterr().err
+    assert not (work["dir"] / "fresh").exists()
 
 
 def test_sample_sources_agree(work, evaluated, tmp_path):
