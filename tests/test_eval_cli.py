@@ -298,3 +298,24 @@ def test_two_ranks_share_the_missing_batches(tmp_path):
     np.testing.assert_array_equal(got[4:], want[4:])
     assert sorted(os.listdir(folder)) == ["0000000-0000002.npy", "0000002-0000004.npy",
                                           "0000004-0000006.npy", "0000006-0000007.npy", "meta.json"]
+
+
+def test_reference_source_of_an_image_folder(tmp_path):
+    # CelebA-HQ-style tree: every readable image, unflipped, resized + centre-cropped to
+    # data.image_size, in the data set's order (the corrupt file is skipped with a warning).
+    from helpers_data import make_fake_image_tree
+    from ppddpm.config import DataConfig
+    from ppddpm.data.folders import ImageFolderDataset
+    from ppddpm.metrics.stats import dataset_source, default_stats_path
+    tree = make_fake_image_tree(str(tmp_path / "faces"))
+    cfg = DataConfig(dataset="celeba_hq", data_dir=tree["root"], image_size=16, random_flip=True)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        source = dataset_source(cfg)
+    images = list(source)
+    assert len(source) == len(images) == len(tree["good"])
+    assert all(im.shape == (16, 16, 3) and im.dtype == np.uint8 for im in images)
+    with pytest.warns(UserWarning):
+        ds = ImageFolderDataset(tree["root"], 16, random_flip=False)
+    for i, im in enumerate(images):
+        np.testing.assert_array_equal(im, ds.load(i).transpose(1, 2, 0))
+    assert default_stats_path(cfg).endswith("fid_stats_celeba_hq_16_train.npz")
