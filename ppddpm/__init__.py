@@ -6,6 +6,10 @@ import warnings  # noqa: E402
 # Paddle warns about a missing C++ compiler cache at import; it concerns only custom ops.
 warnings.filterwarnings("ignore", message="No ccache found")
 
+# Before Paddle is imported (by .diffusion): it sets OMP_NUM_THREADS=1 when unset, hiding
+# the user's value, which the sampling engine honours (threads.py).
+from . import threads as _threads  # noqa: E402,F401
+
 from .diffusion import GaussianDiffusion, LossType, MeanType, VarType  # noqa: E402
 from .respace import respace, space_timesteps  # noqa: E402
 from .samplers import DDIMSampler, DDPMSampler  # noqa: E402

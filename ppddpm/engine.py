@@ -30,9 +30,12 @@ import numpy as np
 import paddle
 
 from .errors import PPDDPMError
+from .threads import sampling_threads
 
 ENGINE_KINDS = ("auto", "inference", "dygraph")
 CACHE_ENV = "PPDDPM_ENGINE_CACHE"
+# Exports kept in the cache (least recently used go first); ~140 MB each for CIFAR-10.
+CACHE_KEEP = int(os.environ.get("PPDDPM_ENGINE_CACHE_KEEP", "8"))
 # Exported and dynamic-graph outputs must agree this closely (|a - b| <= ATOL + RTOL |b|).
 VERIFY_ATOL, VERIFY_RTOL = 1e-4, 1e-3
 
@@ -44,14 +47,6 @@ class EngineError(PPDDPMError):
 def default_cache_dir() -> str:
     return os.environ.get(CACHE_ENV) or os.path.join(
         os.path.expanduser("~"), ".cache", "ppddpm", "engines")
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def _on_gpu() -> bool:
@@ -106,6 +101,15 @@ def _input_spec(image_shape, with_labels):
     return spec
 
 
+def prune_cache(cache_dir: str, keep: int) -> None:
+    """Delete all but the ``keep`` most recently used exports (folder mtime, touched on use)."""
+    entries = [os.path.join(cache_dir, d) for d in os.listdir(cache_dir) if not d.startswith(".")]
+    entries = [d for d in entries if os.path.isdir(d)]
+    entries.sort(key=os.path.getmtime, reverse=True)
+    for old in entries[max(keep, 1):]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _model_files(folder: str):
     """(graph file, params file) of an export: .json under PIR, .pdmodel under the old IR."""
     for ext in (".json", ".pdmodel"):
@@ -131,7 +135,8 @@ class InferenceModel:
 
     image_shape: [C, H, W]; None exports on the first call, from that call's input.
     cache_dir: where exports are kept (default ``$PPDDPM_ENGINE_CACHE`` or
-    ~/.cache/ppddpm/engines). threads: CPU math threads (default: the available cores).
+    ~/.cache/ppddpm/engines). threads: CPU math threads (default: the user's
+    OMP_NUM_THREADS, else every available core; see threads.py).
     verify: compare a fresh export against the dynamic graph before using it.
     """
 
@@ -142,7 +147,7 @@ class InferenceModel:
         self.data_range = getattr(model, "data_range", (-1.0, 1.0))
         self.num_classes = getattr(model, "num_classes", None)
         self.cache_dir = cache_dir or default_cache_dir()
-        self.threads = int(threads or available_cores())
+        self.threads = int(threads or sampling_threads())
         self.verify = verify
         self.device = "gpu" if _on_gpu() else "cpu"
         self.exported = False      # True when this object wrote the export (not a cache hit)
@@ -163,6 +168,8 @@ class InferenceModel:
         try:
             if _model_files(folder) is None:
                 self._export_to(folder, shape)
+            else:
+                os.utime(folder)   # recently used: pruning keeps it
             self._predictor = self._create_predictor(folder)
             self._shape, self.path = shape, folder
             if self.exported and self.verify:
@@ -177,6 +184,9 @@ class InferenceModel:
     def _export_to(self, folder: str, shape) -> None:
         os.makedirs(self.cache_dir, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".export-", dir=self.cache_dir)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's 0700 -> the usual permissions
         try:
             export(self.model, tmp, shape, self.num_classes is not None)
             with open(os.path.join(tmp, "meta.json"), "w") as f:
@@ -190,6 +200,7 @@ class InferenceModel:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self.exported = True
+        prune_cache(self.cache_dir, CACHE_KEEP)
 
     def _create_predictor(self, folder: str):
         from paddle import inference

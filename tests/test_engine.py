@@ -187,3 +187,30 @@ def test_cli_engines_write_the_same_images(tmp_path):
     assert os.listdir(tmp_path / "cache")   # the inference run exported into the cache
     a, b = images["dygraph"].astype(int), images["inference"].astype(int)
     assert a.shape == (4, 16, 16, 3) and np.abs(a - b).max() <= 1
+
+
+def test_cache_keeps_only_the_most_recently_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_mod, "CACHE_KEEP", 2)
+    paths = [InferenceModel(tiny(seed=s)[0], SHAPE, cache_dir=str(tmp_path), threads=1).path
+             for s in (10, 11)]
+    os.utime(paths[0], (1, 1))          # long unused
+    InferenceModel(tiny(seed=12)[0], SHAPE, cache_dir=str(tmp_path), threads=1)
+    assert len(os.listdir(tmp_path)) == 2 and not os.path.exists(paths[0])
+    assert os.path.exists(paths[1])
+
+
+@pytest.mark.parametrize("omp, expect", [(None, "cores"), ("1", 1)])
+def test_sampling_threads_follow_the_users_omp_num_threads(omp, expect):
+    """Paddle sets OMP_NUM_THREADS=1 at import; ppddpm reads the user's value first."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if omp is not None:
+        env["OMP_NUM_THREADS"] = omp
+    code = ("import os, ppddpm; from ppddpm.threads import sampling_threads, available_cores; "
+            "print(sampling_threads(), available_cores(), os.environ.get('OMP_NUM_THREADS'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    threads, cores, env_after = int(out[0]), int(out[1]), out[2]
+    assert threads == (cores if expect == "cores" else expect)
+    assert env_after == (omp or "1")   # Paddle's own default was still applied

@@ -1,0 +1,42 @@
+"""CPU thread policy (imports no Paddle, so ppddpm/__init__.py can load it first).
+
+Paddle sets OMP_NUM_THREADS=1 when it is imported unless the variable is already set, so
+the user's own setting is only visible before that import; ``USER_OMP`` records it.
+
+* Sampling with the Paddle Inference predictor: its oneDNN kernels use
+  ``set_cpu_math_library_num_threads(n)`` threads, n = the user's OMP_NUM_THREADS if set,
+  else every core this process may use (measured: the predictor runs in parallel).
+* Training and dynamic-graph sampling: Paddle's default of 1 thread is kept. Paddle's
+  dynamic-graph conv2d runs on one thread whatever OMP_NUM_THREADS says (CPU time equals
+  wall time at 2 threads), so more OpenMP threads only add spinning; on a shared machine
+  they made a training step up to twice as slow (docs/speed.md).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+_env = os.environ.get("OMP_NUM_THREADS")
+# If Paddle was imported before ppddpm, a "1" may be Paddle's own default, not the user's.
+USER_OMP: Optional[str] = None if ("paddle" in sys.modules and _env == "1") else _env
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def user_threads() -> Optional[int]:
+    try:
+        return max(1, int(USER_OMP)) if USER_OMP else None
+    except ValueError:
+        return None
+
+
+def sampling_threads() -> int:
+    """Threads for the inference predictor: the user's OMP_NUM_THREADS, else all cores."""
+    return user_threads() or available_cores()
