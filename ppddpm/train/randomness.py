@@ -1,10 +1,14 @@
 """Per-example randomness of a training iteration.
 
 Example j of the global batch of iteration k draws its timestep and noise from its own
-generator PCG64(SeedSequence([seed, k, j])). The update therefore does not depend on how
-the global batch is split over ranks or gradient-accumulation steps: 2 ranks on half
-batches compute what 1 process computes on the full batch, and a run can resume on a
-different number of GPUs.
+counter-based stream: value c of the stream is splitmix64 (Steele, Lea & Flood 2014) at
+state key(seed, k, j) + c * golden-gamma, where the key chains splitmix64's bijective
+finaliser over seed, k and j. The update therefore does not depend on how the global
+batch is split over ranks or gradient-accumulation steps: 2 ranks on half batches compute
+what 1 process computes on the full batch, and a run can resume on a different number of
+GPUs. The streams are computed for the whole batch at once in numpy (~0.3 ms for 1024
+examples); one numpy Generator per example cost ~20 us each, which doubled the time of a
+toy-data training step.
 """
 from __future__ import annotations
 
@@ -19,17 +23,40 @@ def iteration_seed(seed: int, rank: int, iteration: int) -> int:
     return int(np.random.SeedSequence([seed, rank, iteration]).generate_state(1)[0] >> 1)
 
 
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)                       # splitmix64's increment
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's output function: a bijection of uint64 with good avalanche."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def _stream_bits(seed: int, iteration: int, indices: Sequence[int], count: int) -> np.ndarray:
+    """uint64 [len(indices), count]: the first ``count`` values of each example's stream."""
+    with np.errstate(over="ignore"):   # uint64 arithmetic wraps modulo 2^64 on purpose
+        j = np.asarray(list(indices), dtype=np.uint64)
+        key = _mix(np.full(j.shape, np.uint64(int(seed) % 2 ** 64)) + _GAMMA)
+        key = _mix(key ^ np.uint64(int(iteration) % 2 ** 64))
+        key = _mix(_mix(key + _GAMMA) ^ j)
+        c = np.arange(1, count + 1, dtype=np.uint64)
+        return _mix(key[:, None] + c[None, :] * _GAMMA)
+
+
 def example_draws(seed: int, iteration: int, indices: Sequence[int],
                   shape: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
     """(u, noise): a uniform in [0, 1) per example (to pick its timestep) and its
-    standard-normal noise of ``shape``, float32."""
-    u = np.empty(len(indices), dtype=np.float64)
-    noise = np.empty((len(indices),) + tuple(shape), dtype=np.float32)
-    for row, j in enumerate(indices):
-        rng = np.random.default_rng([int(seed), int(iteration), int(j)])
-        u[row] = rng.random()
-        noise[row] = rng.standard_normal(tuple(shape), dtype=np.float32)
-    return u, noise
+    standard-normal noise of ``shape``, float32 (Box-Muller on the stream's next values)."""
+    n, size = len(indices), int(np.prod(tuple(shape), dtype=np.int64))
+    pairs = (size + 1) // 2
+    u = (_stream_bits(seed, iteration, indices, 1 + 2 * pairs) >> np.uint64(11)) \
+        .astype(np.float64) * (1.0 / (1 << 53))                     # 53-bit uniforms in [0, 1)
+    radius = np.sqrt(-2.0 * np.log1p(-u[:, 1:1 + pairs]))          # 1 - u is in (0, 1]
+    angle = (2.0 * np.pi) * u[:, 1 + pairs:]
+    z = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], axis=1)[:, :size]
+    return u[:, 0].copy(), z.astype(np.float32).reshape((n,) + tuple(shape))
 
 
 def uniform_timesteps(u: np.ndarray, num_timesteps: int) -> Tuple[paddle.Tensor, None]:
