@@ -49,3 +49,7 @@ def build_dataset(data_cfg: DataConfig):
         raise ConfigError(f"data.dataset={data_cfg.dataset!r} is not known; choose one of "
                           f"{sorted(DATASETS)}") from None
     return factory(data_cfg)
+
+
+from .toy import register_all as _register_toy  # noqa: E402  (the 2-D sets of data/toy.py)
+_register_toy()

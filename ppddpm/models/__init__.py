@@ -7,14 +7,15 @@ from ..config import ConfigError
 
 __all__ = ["build_model", "count_parameters", "KNOWN_ARCHS"]
 
-KNOWN_ARCHS = ("unet", "fpn", "legacy_unet", "legacy_fpn")
+KNOWN_ARCHS = ("unet", "fpn", "legacy_unet", "legacy_fpn", "mlp")
 
 
 def build_model(model_cfg):
     """Build the network that ``model_cfg`` describes (a ModelConfig).
 
     arch: "unet" (official DDPM UNet), "fpn" (FPN-style UNet), "legacy_unet" /
-    "legacy_fpn" (the original reproduction's networks, for its checkpoints).
+    "legacy_fpn" (the original reproduction's networks, for its checkpoints), "mlp"
+    (residual MLP for 2-D toy data).
     """
     arch = getattr(model_cfg, "arch", None)
     if arch == "unet":
@@ -30,9 +31,9 @@ def build_model(model_cfg):
             raise ConfigError(f"model.arch={arch!r} needs ppddpm.models.legacy, which "
                               f"could not be imported ({exc})") from None
         return (legacy.LegacyUNet if arch == "legacy_unet" else legacy.LegacyFPN)(model_cfg)
-    if arch == "mlp":
-        raise ConfigError("model.arch='mlp' (the toy-data network) is not available yet; "
-                          f"choose one of {list(KNOWN_ARCHS)}")
+    if arch == "mlp":   # the 2-D toy-data network
+        from .mlp import MLP
+        return MLP(model_cfg)
     raise ConfigError(f"model.arch={arch!r} is not known; choose one of {list(KNOWN_ARCHS)}")
 
 

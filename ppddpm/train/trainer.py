@@ -19,11 +19,13 @@ import paddle
 from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError
+from ..data.toy import is_toy
 from ..errors import PPDDPMError, TrainingDiverged
 from ..images import make_grid, parse_num_images, save_grid
 from ..models.state import load_state_strict
 from ..pretrained import save_inference_file
 from ..sampling import build_sampler, generate, image_shape
+from ..timestep_sampler import build_timestep_sampler
 from . import dist
 from .checkpoint import (atomic_save, get_rng_state, inference_path, latest_checkpoint,
                          prune_checkpoints, train_ckpt_path)
@@ -54,7 +56,8 @@ class Trainer:
         self.optim = build_optimizer(model, self.lr_sched, tc.grad_clip)
         self.amp = MixedPrecision(tc.amp)
         self.ema = EMA(model, tc.ema_decay)
-        self.timestep_sampler = None  # None: uniform timesteps
+        self.timestep_sampler = None if tc.timestep_sampler == "uniform" else \
+            build_timestep_sampler(tc.timestep_sampler, diffusion.num_timesteps)  # None: uniform
         self.iteration = 0  # iterations done
         self.last_saved: Optional[str] = None
         self.losses = []  # global-batch loss of every iteration of this process
@@ -62,12 +65,15 @@ class Trainer:
     # -- state ---------------------------------------------------------------
     def state_dict(self) -> dict:
         from .. import __version__
-        return {"model": self.model.state_dict(), "model_ema": self.ema.state_dict(),
-                "optim": optimizer_state_by_name(self.model, self.optim.state_dict(), True),
-                "lr_sched": self.lr_sched.state_dict(), "amp_scaler": self.amp.state_dict(),
-                "ckpt_idx": self.iteration - 1, "betas": self.diffusion.betas,
-                "options": self.options, "config": self.cfg.to_dict(),
-                "version": __version__, "rng": get_rng_state()}
+        state = {"model": self.model.state_dict(), "model_ema": self.ema.state_dict(),
+                 "optim": optimizer_state_by_name(self.model, self.optim.state_dict(), True),
+                 "lr_sched": self.lr_sched.state_dict(), "amp_scaler": self.amp.state_dict(),
+                 "ckpt_idx": self.iteration - 1, "betas": self.diffusion.betas,
+                 "options": self.options, "config": self.cfg.to_dict(),
+                 "version": __version__, "rng": get_rng_state()}
+        if self.timestep_sampler is not None:  # the loss history, for exact resume
+            state["timestep_sampler"] = self.timestep_sampler.state_dict()
+        return state
 
     def load_state(self, ckpt: dict, source: str) -> None:
         """Restore a training checkpoint (its architecture was already checked by the caller)."""
@@ -78,6 +84,8 @@ class Trainer:
         if "lr_sched" in ckpt:
             self.lr_sched.set_state_dict(ckpt["lr_sched"])
         self.amp.set_state_dict(ckpt.get("amp_scaler") or {})
+        if self.timestep_sampler is not None:
+            self.timestep_sampler.set_state_dict(ckpt.get("timestep_sampler") or {})
         self.iteration = int(ckpt["ckpt_idx"]) + 1
         self.last_saved = source
 
@@ -139,6 +147,8 @@ class Trainer:
                 f"the loss became {value} at iteration {self.iteration}; training stopped "
                 f"before the bad update, and {where}. Lower --lr, keep gradient clipping on "
                 "(train.grad_clip), or check the data for NaNs.")
+        if self.timestep_sampler is not None:
+            self.timestep_sampler.flush()  # this iteration's losses, from every rank
         self.amp.step(self.optim)
         self.optim.clear_grad()
         self.lr_sched.step()
@@ -150,6 +160,9 @@ class Trainer:
     def write_samples(self) -> Optional[str]:
         if not self.is_main:
             return None
+        if is_toy(self.cfg.data.dataset):  # 2-D points: scatter, GIF and quality JSON
+            from ..toy_output import write_training_samples
+            return write_training_samples(self)
         n, rows, cols = parse_num_images(self.cfg.sample.num_images)
         sampler = build_sampler(self.diffusion, self.cfg.sample)
         batch = self.cfg.sample.batchsize or self.cfg.train.batchsize
