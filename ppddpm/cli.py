@@ -133,8 +133,8 @@ def _engine(args, model, shape):
     import paddle
     from .engine import make_engine
     kind = args.engine
-    if kind == "auto" and paddle.get_device().startswith("gpu"):
-        kind = "dygraph"
+    if kind == "auto" and (paddle.get_device().startswith("gpu") or list(shape) == [2, 1, 1]):
+        kind = "dygraph"  # also for the 2-D toy MLP: its dygraph is ~2x faster than the predictor
     return make_engine(model, kind, image_shape=shape)
 
 
