@@ -223,14 +223,20 @@ def compute_metrics(feats: np.ndarray, logits: np.ndarray, ref) -> dict:
 
 
 def _inception(args):
+    """(model, weights SHA-256, weights path, runner): runner is the Paddle Inference
+    predictor (--engine auto on the CPU, or inference) or None for the dynamic graph."""
     from .metrics.inception import load_inception
+    from .metrics.inception_engine import make_inception_runner
     from .metrics.inception_weights import resolve_weights_path
     path = resolve_weights_path(args.inception_weights)
     model, sha = load_inception(path)
-    return model, sha, path
+    runner = make_inception_runner(model, sha, getattr(args, "engine", "auto"),
+                                   notice=lambda m: print(m, file=sys.stderr, flush=True))
+    return model, sha, path, runner
 
 
-def _reference(args, cfg: Config, model, sha: str, path: Optional[str] = None, force=False):
+def _reference(args, cfg: Config, model, sha: str, path: Optional[str] = None, force=False,
+               runner=None):
     """Load the reference statistics, or compute and cache them from the training set."""
     from .metrics.features import inception_features
     from .metrics.stats import check_same_weights, dataset_source, load_stats, save_stats
@@ -246,7 +252,7 @@ def _reference(args, cfg: Config, model, sha: str, path: Optional[str] = None, f
     source = dataset_source(cfg.data)
     _say(args, f"computing reference statistics of {source.description} -> {path}")
     feats, logits = inception_features(model, source, args.inception_batch,
-                                       progress=not args.quiet, desc="reference")
+                                       progress=not args.quiet, desc="reference", runner=runner)
     return save_stats(path, feats, source.description, sha, logits), True
 
 
@@ -262,7 +268,7 @@ def run_fid_stats(args, cfg: Config) -> None:
     dist.init_distributed()
     if not dist.is_main():
         return
-    model, sha, _ = _inception(args)
+    model, sha, _, runner = _inception(args)
     path = args.fid_stats or _default_stats(cfg)
     if os.path.isfile(path):
         old = load_stats(path)
@@ -270,7 +276,7 @@ def run_fid_stats(args, cfg: Config) -> None:
                 and old.source == dataset_source(cfg.data).description):
             _say(args, f"{path} is up to date ({old.num_images} images, {old.source})")
             return
-    ref, _ = _reference(args, cfg, model, sha, path=path, force=True)
+    ref, _ = _reference(args, cfg, model, sha, path=path, force=True, runner=runner)
     _say(args, f"wrote {path}: mu/sigma of {ref.num_images} images ({ref.source})")
 
 
@@ -292,6 +298,13 @@ def _early_reference(args, cfg: Config, weights_path: str):
     return None
 
 
+def _warn_count(n: int) -> None:
+    if n < PUBLISHED_NUM_SAMPLES:
+        print(f"warning: {n} samples; FID/IS/precision/recall are biased by the sample count "
+              f"and NOT comparable with published numbers, which use {PUBLISHED_NUM_SAMPLES}",
+              file=sys.stderr, flush=True)
+
+
 def run_eval(args, cfg: Config) -> None:
     from .metrics.features import inception_features, open_samples
     from .metrics.inception_weights import resolve_weights_path
@@ -304,20 +317,20 @@ def run_eval(args, cfg: Config) -> None:
         source = open_samples(args.samples) if dist.is_main() else None
         info = {"samples": os.path.abspath(args.samples), "checkpoint": None,
                 "checkpoint_iteration": None, "sampler": None, "sampler_steps": None}
+        if source is not None:
+            _warn_count(len(source))
     else:
+        if dist.is_main():
+            _warn_count(args.num_samples)    # before sampling, not hours later
         source, info = _generate_for_eval(args, cfg)
     if not dist.is_main():
         return
     n = len(source)
-    if n < PUBLISHED_NUM_SAMPLES:
-        msg = (f"warning: {n} samples; FID/IS/precision/recall are biased by the sample count "
-               f"and NOT comparable with published numbers, which use {PUBLISHED_NUM_SAMPLES}")
-        print(msg, file=sys.stderr, flush=True)
-    model, sha, wpath = _inception(args)
+    model, sha, wpath, runner = _inception(args)
     if ref is None:
-        ref, _ = _reference(args, cfg, model, sha)
+        ref, _ = _reference(args, cfg, model, sha, runner=runner)
     feats, logits = inception_features(model, source, args.inception_batch,
-                                       progress=not args.quiet, desc="inception")
+                                       progress=not args.quiet, desc="inception", runner=runner)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         results = compute_metrics(feats, logits, ref)

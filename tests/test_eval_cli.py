@@ -109,7 +109,8 @@ def test_fid_stats_file(work, evaluated):
     # the training images, unflipped, in order (NCHW on disk -> NHWC for the network)
     model, _ = load_inception(work["weights"])
     feats, _ = inception_features(model, from_array(work["train"][:3], "train"), progress=False)
-    np.testing.assert_allclose(stats["features"][:3], feats, rtol=1e-5, atol=1e-5)
+    # (fid_stats ran with --engine auto: the oneDNN predictor; this is the dynamic graph)
+    assert np.abs(stats["features"][:3] - feats).max() <= 1e-4 * np.abs(feats).max()
     mu, sigma = feature_statistics(stats["features"])
     np.testing.assert_allclose(stats["mu"], mu)
     np.testing.assert_allclose(stats["sigma"], sigma)
@@ -141,18 +142,21 @@ def test_eval_json(work, evaluated):
     assert np.isfinite(r["fid"]) and r["fid"] > 0 and np.isfinite(r["kid_mean"])
     # The JSON's numbers are those of the saved samples against the reference; the FID is
     # checked against an independent formula: Tr sqrt(S1 S2) = sum sqrt(eig(S1^1/2 S2 S1^1/2)).
-    model, _ = load_inception(work["weights"])
+    from ppddpm.metrics.inception_engine import InceptionPredictor
+    model, digest = load_inception(work["weights"])
+    runner = InceptionPredictor(model, digest)      # the export cached by fid_stats (auto)
     samples = open_samples(str(work["dir"] / "sample" / f"ddpm_cifar10_test_eval{N}.npz"))
-    feats, logits = inception_features(model, samples, progress=False)
+    feats, logits = inception_features(model, samples, progress=False, runner=runner)
     ref = load_stats(str(work["dir"] / "ds" / "fid_stats_cifar10_32_train.npz"))
     mu, sigma = feature_statistics(feats)
     w, v = np.linalg.eigh(sigma)
     root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
     lam = np.clip(np.linalg.eigvalsh(root @ ref.sigma @ root), 0, None)
     fid = np.sum((mu - ref.mu) ** 2) + np.trace(sigma) + np.trace(ref.sigma) - 2 * np.sum(np.sqrt(lam))
-    assert r["fid"] == pytest.approx(fid, rel=1e-5)
+    # (the eval ran the dynamic graph, these features come from the predictor: ~1e-6 apart)
+    assert r["fid"] == pytest.approx(fid, rel=1e-4)
     assert (r["precision"], r["recall"]) == precision_recall(ref.features, feats)
-    assert r["kid_mean"] == pytest.approx(kernel_inception_distance(ref.features, feats)[0], rel=1e-9)
+    assert r["kid_mean"] == pytest.approx(kernel_inception_distance(ref.features, feats)[0], rel=1e-4)
 
 
 def test_eval_warns_below_50k(evaluated):

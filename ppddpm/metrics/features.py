@@ -102,8 +102,12 @@ def _batches(source: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarr
 
 
 def inception_features(model, source: ImageSource, batch_size: int = 50,
-                       progress: bool = True, desc: str = "inception") -> Tuple[np.ndarray, np.ndarray]:
-    """(pool3 features [N, 2048], unbiased logits [N, 1008]) as float32."""
+                       progress: bool = True, desc: str = "inception",
+                       runner=None) -> Tuple[np.ndarray, np.ndarray]:
+    """(pool3 features [N, 2048], unbiased logits [N, 1008]) as float32.
+
+    ``runner``: an InceptionPredictor (ppddpm.metrics.inception_engine) to run the network
+    by Paddle Inference; None runs ``model`` in the dynamic graph."""
     import paddle
 
     pool, logits = [], []
@@ -112,9 +116,13 @@ def inception_features(model, source: ImageSource, batch_size: int = 50,
         for batch in _batches(source, batch_size):
             # uint8 / 255 in float32 with IEEE division, as torchvision's ToTensor.
             x = paddle.to_tensor(batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255))
-            feats = model.pool3(model.preprocess(x))
-            pool.append(feats.numpy())
-            logits.append(model.logits_unbiased(feats).numpy())
+            if runner is not None:
+                feats, lg = runner.features(x)
+            else:
+                out = model.pool3(model.preprocess(x))
+                feats, lg = out.numpy(), model.logits_unbiased(out).numpy()
+            pool.append(feats)
+            logits.append(lg)
             bar.update(len(batch))
     bar.close()
     if not pool:
