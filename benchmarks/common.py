@@ -19,6 +19,8 @@ def _py(env_name, default):
 PYTHONS = {
     "ppddpm": _py("PPDDPM_PYTHON", "/work/venv/bin/python") or sys.executable,
     "ppddpm-dygraph": _py("PPDDPM_PYTHON", "/work/venv/bin/python") or sys.executable,
+    "ppddpm-dp2": _py("PPDDPM_PYTHON", "/work/venv/bin/python") or sys.executable,
+    "ppddpm-static": _py("PPDDPM_PYTHON", "/work/venv/bin/python") or sys.executable,
     "diffusers": _py("PEER_TORCH_PYTHON", "/work/venv-ref/bin/python"),
     "ppdiffusers": _py("PEER_PPDIFF_PYTHON", "/work/venv-ppdiff/bin/python"),
 }
@@ -37,6 +39,8 @@ def run_worker(framework, task, threads, paddle_omp, timeout=3600, **kw):
     env = dict(os.environ, PYTHONPATH=ROOT)
     # Paddle reads OMP_NUM_THREADS at import (and sets 1 if unset); torch uses set_num_threads.
     env["OMP_NUM_THREADS"] = str(paddle_omp if framework != "diffusers" else threads)
+    if framework == "ppddpm-static":   # oneDNN kernels in the static program; its own threads
+        env.update(FLAGS_use_mkldnn="1", OMP_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
@@ -75,6 +79,7 @@ def summarize(results):
         steps = [t for r in ok for t in r["times"]]
         meds = [r["median_s"] for r in ok]
         out[f] = {"median_s": statistics.median(steps), "round_min": min(meds),
+                  "cpu_median_s": statistics.median([c for r in ok for c in r["cpu_times"]]),
                   "round_max": max(meds), "rounds": len(ok), "steps": len(steps),
                   "maxrss_mb": max(r["maxrss_mb"] for r in ok), "params": ok[0].get("params"),
                   "extra": {k: ok[0][k] for k in ("version", "engine_setup_s", "exported")
@@ -89,16 +94,20 @@ def conditions():
 
 
 def table(summary, ref, title, mem=False):
-    lines = [f"| {title} | median | range of round medians | / {ref} |" + (" peak RSS |" if mem else ""),
-             "| --- | --- | --- | --- |" + (" --- |" if mem else "")]
+    lines = [f"| {title} | median wall | range of round medians | / {ref} | median CPU time | "
+             f"CPU / {ref} |" + (" peak RSS |" if mem else ""),
+             "| --- | --- | --- | --- | --- | --- |" + (" --- |" if mem else "")]
     base = summary.get(ref, {}).get("median_s")
+    cbase = summary.get(ref, {}).get("cpu_median_s")
     for f, s in summary.items():
         if "error" in s:
-            lines.append(f"| {f} | failed: {s['error']} | | |" + (" |" if mem else ""))
+            lines.append(f"| {f} | failed: {s['error']} | | | | |" + (" |" if mem else ""))
             continue
         ratio = f"{s['median_s'] / base:.2f}" if base else "-"
+        cratio = f"{s['cpu_median_s'] / cbase:.2f}" if cbase else "-"
         row = (f"| {f} | {s['median_s']:.3f} s | {s['round_min']:.3f}-{s['round_max']:.3f} s "
-               f"({s['rounds']} rounds, {s['steps']} steps) | {ratio} |")
+               f"({s['rounds']} rounds, {s['steps']} steps) | {ratio} | "
+               f"{s['cpu_median_s']:.3f} s | {cratio} |")
         if mem:
             row += f" {s['maxrss_mb'] / 1024:.2f} GiB |"
         lines.append(row)

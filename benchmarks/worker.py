@@ -33,14 +33,18 @@ def inputs(batch):
     return x, t, noise
 
 
+CPU_TIMES = []   # process CPU seconds (all threads) of every timed call: robust to other load
+
+
 def timed(fn, warmup, steps):
     for _ in range(warmup):
         fn()
     out = []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         fn()
         out.append(time.perf_counter() - t0)
+        CPU_TIMES.append(time.process_time() - c0)
     return out
 
 
@@ -105,6 +109,96 @@ def run_ppddpm(args, info):
         opt.clear_grad()
         losses.append(float(loss))
     times = timed(step, args.warmup, args.steps)
+    info["losses"] = losses
+    return times
+
+
+# -- ppddpm, data parallel: one single-threaded process per core (gloo) ------------------
+def _dp_rank(args, out_dir):
+    """One rank: half of the same batch, DataParallel all-reduces the gradients."""
+    import paddle
+    import paddle.distributed as dist
+    dist.init_parallel_env()
+    rank, size = dist.get_rank(), dist.get_world_size()
+    from ppddpm import GaussianDiffusion, get_beta_schedule
+    _, model, params = ppddpm_setup(args, True)
+    diffusion = GaussianDiffusion(get_beta_schedule("linear", 1000, 1e-4, 0.02))
+    net = paddle.DataParallel(model)
+    net.train()
+    opt = paddle.optimizer.Adam(2e-4, parameters=model.parameters())
+    x, t, noise = inputs(args.batch)
+    part = slice(rank * args.batch // size, (rank + 1) * args.batch // size)
+    xs, ts, ns = (paddle.to_tensor(a[part]) for a in (x, t, noise))
+    losses = []
+
+    def step():
+        loss = diffusion.training_losses(net, xs, ts, noise=ns)["loss"].mean()
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        losses.append(float(loss))
+    times = timed(step, args.warmup, args.steps)
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"times": times, "cpu_times": CPU_TIMES, "params": params, "losses": losses,
+                   "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}, f)
+
+
+def run_ppddpm_dp(args, info):
+    import tempfile
+    import paddle.distributed as dist
+    if args.task != "train_step":
+        raise SystemExit("ppddpm-dp2 measures training only")
+    out = tempfile.mkdtemp(prefix="ppddpm-dp-")
+    dist.spawn(_dp_rank, args=(args, out), nprocs=2, backend="gloo")
+    ranks = [json.load(open(os.path.join(out, f"rank{r}.json"))) for r in range(2)]
+    info["params"] = ranks[0]["params"]
+    info["losses_per_rank"] = [r["losses"] for r in ranks]
+    # the step ends when both ranks have their all-reduced gradients: take the slower rank
+    CPU_TIMES[:] = [a + b for a, b in zip(ranks[0]["cpu_times"], ranks[1]["cpu_times"])]
+    info["rss_parent_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    info["maxrss_ranks_mb"] = [r["maxrss_mb"] for r in ranks]
+    return [max(a, b) for a, b in zip(ranks[0]["times"], ranks[1]["times"])]
+
+
+# -- ppddpm as a static program with oneDNN (a prototype: not what the trainer runs) ------
+def run_ppddpm_static(args, info):
+    """The same loss and Adam as a static Program run by the Executor; FLAGS_use_mkldnn=1
+    (set by the driver) gives oneDNN kernels. Paddle 3.3.1's oneDNN matmul_grad segfaults
+    when an input needs no gradient (the sinusoidal time embedding feeding the first Linear),
+    so that one tensor is marked as needing a gradient; no values change (docs/speed.md)."""
+    import paddle
+    paddle.enable_static()
+    import ppddpm.models.unet as unet_mod
+    from ppddpm import GaussianDiffusion, get_beta_schedule
+    from ppddpm.config import ModelConfig
+    from ppddpm.models import build_model, count_parameters
+    real = unet_mod.timestep_embedding
+
+    def embedding_with_grad(*a, **k):
+        out = real(*a, **k)
+        out.stop_gradient = False
+        return out
+    unet_mod.timestep_embedding = embedding_with_grad
+    main, startup = paddle.static.Program(), paddle.static.Program()
+    with paddle.static.program_guard(main, startup):
+        paddle.seed(0)
+        model = build_model(ModelConfig())
+        diffusion = GaussianDiffusion(get_beta_schedule("linear", 1000, 1e-4, 0.02))
+        b = args.batch
+        xs = paddle.static.data("x", [b, 3, 32, 32], "float32")
+        ts = paddle.static.data("t", [b], "int64")
+        ns = paddle.static.data("noise", [b, 3, 32, 32], "float32")
+        loss = diffusion.training_losses(model, xs, ts, noise=ns)["loss"].mean()
+        paddle.optimizer.Adam(2e-4).minimize(loss)
+    unet_mod.timestep_embedding = real
+    info["params"] = count_parameters(model)
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    exe.run(startup)
+    x, t, noise = inputs(args.batch)
+    feed = {"x": x, "t": t, "noise": noise}
+    losses = []
+    times = timed(lambda: losses.append(float(exe.run(main, feed=feed, fetch_list=[loss])[0])),
+                  args.warmup, args.steps)
     info["losses"] = losses
     return times
 
@@ -178,7 +272,8 @@ def run_peer(args, info):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--framework", required=True,
-                   choices=["ppddpm", "ppddpm-dygraph", "diffusers", "ppdiffusers"])
+                   choices=["ppddpm", "ppddpm-dygraph", "ppddpm-dp2", "ppddpm-static", "diffusers",
+                            "ppdiffusers"])
     p.add_argument("--task", required=True, choices=["sample_step", "train_step", "ddim"])
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=5)
@@ -189,10 +284,14 @@ def main():
     args = p.parse_args()
     info = {"framework": args.framework, "task": args.task, "batch": args.batch,
             "threads": args.threads, "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-    run = run_ppddpm if args.framework.startswith("ppddpm") else run_peer
+    run = {"ppddpm-dp2": run_ppddpm_dp, "ppddpm-static": run_ppddpm_static}.get(
+        args.framework, run_ppddpm if args.framework.startswith("ppddpm") else run_peer)
     times = run(args, info)
-    info.update(times=times, median_s=statistics.median(times),
-                maxrss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+    # peak RSS of the measuring process; for ppddpm-dp2 the sum over its two ranks
+    rss = sum(info["maxrss_ranks_mb"]) if "maxrss_ranks_mb" in info else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    info.update(times=times, median_s=statistics.median(times), cpu_times=CPU_TIMES,
+                cpu_median_s=statistics.median(CPU_TIMES), maxrss_mb=rss)
     sys.stdout.write("RESULT " + json.dumps(info) + "\n")
 
 
