@@ -101,10 +101,22 @@ def _input_spec(image_shape, with_labels):
     return spec
 
 
+MARKER = "ppddpm.engine"   # meta.json "engine": pruning touches only this module's exports
+
+
+def _is_ours(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, "meta.json")) as f:
+            return json.load(f).get("engine") == MARKER
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def prune_cache(cache_dir: str, keep: int) -> None:
-    """Delete all but the ``keep`` most recently used exports (folder mtime, touched on use)."""
+    """Delete all but the ``keep`` most recently used exports of this module (folder mtime,
+    touched on use); other folders in the cache (e.g. the Inception exports) are left alone."""
     entries = [os.path.join(cache_dir, d) for d in os.listdir(cache_dir) if not d.startswith(".")]
-    entries = [d for d in entries if os.path.isdir(d)]
+    entries = [d for d in entries if os.path.isdir(d) and _is_ours(d)]
     entries.sort(key=os.path.getmtime, reverse=True)
     for old in entries[max(keep, 1):]:
         shutil.rmtree(old, ignore_errors=True)
@@ -170,7 +182,14 @@ class InferenceModel:
                 self._export_to(folder, shape)
             else:
                 os.utime(folder)   # recently used: pruning keeps it
-            self._predictor = self._create_predictor(folder)
+            try:
+                self._predictor = self._create_predictor(folder)
+            except Exception:
+                if self.exported:
+                    raise
+                shutil.rmtree(folder, ignore_errors=True)   # a damaged cache entry: redo it
+                self._export_to(folder, shape)
+                self._predictor = self._create_predictor(folder)
             self._shape, self.path = shape, folder
             if self.exported and self.verify:
                 self._check(shape, folder)
@@ -190,8 +209,8 @@ class InferenceModel:
         try:
             export(self.model, tmp, shape, self.num_classes is not None)
             with open(os.path.join(tmp, "meta.json"), "w") as f:
-                json.dump({"image_shape": list(shape), "class": type(self.model).__qualname__,
-                           "paddle": paddle.__version__}, f)
+                json.dump({"engine": MARKER, "image_shape": list(shape),
+                           "class": type(self.model).__qualname__, "paddle": paddle.__version__}, f)
             try:
                 os.replace(tmp, folder)   # atomic; a concurrent export of the same key wins
             except OSError:

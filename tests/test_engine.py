@@ -194,9 +194,22 @@ def test_cache_keeps_only_the_most_recently_used(tmp_path, monkeypatch):
     paths = [InferenceModel(tiny(seed=s)[0], SHAPE, cache_dir=str(tmp_path), threads=1).path
              for s in (10, 11)]
     os.utime(paths[0], (1, 1))          # long unused
+    other = tmp_path / "inception-export"   # not this engine's: never pruned
+    other.mkdir()
+    os.utime(other, (0, 0))
     InferenceModel(tiny(seed=12)[0], SHAPE, cache_dir=str(tmp_path), threads=1)
-    assert len(os.listdir(tmp_path)) == 2 and not os.path.exists(paths[0])
-    assert os.path.exists(paths[1])
+    assert len(os.listdir(tmp_path)) == 3 and not os.path.exists(paths[0])
+    assert os.path.exists(paths[1]) and other.exists()
+
+
+def test_damaged_cache_entry_is_exported_again(unet, tmp_path):
+    first = InferenceModel(unet, SHAPE, cache_dir=str(tmp_path), threads=1)
+    with open(os.path.join(first.path, "model.pdiparams"), "wb") as f:
+        f.write(b"truncated")
+    again = InferenceModel(unet, SHAPE, cache_dir=str(tmp_path), threads=1)
+    assert again.exported and again.path == first.path
+    x, t = paddle.ones([2] + SHAPE), paddle.to_tensor([0, 19])
+    np.testing.assert_allclose(again(x, t).numpy(), unet(x, t).numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize("omp, expect", [(None, "cores"), ("1", 1)])
