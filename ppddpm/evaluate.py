@@ -88,19 +88,23 @@ def missing_ranges(chunks, n: int, batch: int) -> List[Tuple[int, int]]:
     return out
 
 
-def _open_partial(folder: str, meta: dict) -> None:
+def _open_partial(folder: str, meta: dict, create: bool) -> None:
+    """Create the partial folder with its settings (``create``: rank 0, before a barrier),
+    or check that an existing one holds samples of these settings (every rank, after it,
+    so that all ranks stop together)."""
     meta_path = os.path.join(folder, "meta.json")
-    if os.path.isfile(meta_path):
-        with open(meta_path) as fh:
-            old = json.load(fh)
-        diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in meta.items() if old.get(k) != v]
-        if diffs:
-            raise ConfigError(f"{folder} holds samples of other settings ({'; '.join(diffs)}); "
-                              "delete it, or use another --sample_postfix, to start afresh")
+    if create:
+        if not os.path.isfile(meta_path):
+            os.makedirs(folder, exist_ok=True)
+            text = json.dumps(meta, indent=1, sort_keys=True)
+            atomic_write(meta_path, lambda fh: fh.write(text.encode()))
         return
-    os.makedirs(folder, exist_ok=True)
-    text = json.dumps(meta, indent=1, sort_keys=True)
-    atomic_write(meta_path, lambda fh: fh.write(text.encode()))
+    with open(meta_path) as fh:
+        old = json.load(fh)
+    diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in meta.items() if old.get(k) != v]
+    if diffs:
+        raise ConfigError(f"{folder} holds samples of other settings ({'; '.join(diffs)}); "
+                          "delete it, or use another --sample_postfix, to start afresh")
 
 
 def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, folder: str,
@@ -113,8 +117,9 @@ def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, fol
 
     size, rank = dist.world()
     if rank == 0:
-        _open_partial(folder, meta)
+        _open_partial(folder, meta, create=True)
     dist.barrier()
+    _open_partial(folder, meta, create=False)
     todo = missing_ranges(_chunk_files(folder), n, batch)
     done = n - sum(b - a for a, b in todo)
     bar = tqdm(total=n, initial=done, desc="eval samples", unit="img",
@@ -235,25 +240,16 @@ def _inception(args):
     return model, sha, path, runner
 
 
-def _reference(args, cfg: Config, model, sha: str, path: Optional[str] = None, force=False,
-               runner=None):
-    """Load the reference statistics, or compute and cache them from the training set."""
+def _compute_reference(args, cfg: Config, model, sha: str, path: str, runner=None):
+    """Compute the training set's statistics with the Inception and cache them at ``path``."""
     from .metrics.features import inception_features
-    from .metrics.stats import check_same_weights, dataset_source, load_stats, save_stats
+    from .metrics.stats import dataset_source, save_stats
 
-    path = path or args.fid_stats or _default_stats(cfg)
-    if os.path.isfile(path) and not force:
-        ref = load_stats(path)
-        check_same_weights(ref, sha)
-        if ref.weights_sha256 is None:
-            _say(args, f"note: {path} does not say which Inception weights made it; it must come "
-                       f"from pytorch-fid's {WEIGHTS_FILE} for the FID to mean anything")
-        return ref, False
     source = dataset_source(cfg.data)
     _say(args, f"computing reference statistics of {source.description} -> {path}")
     feats, logits = inception_features(model, source, args.inception_batch,
                                        progress=not args.quiet, desc="reference", runner=runner)
-    return save_stats(path, feats, source.description, sha, logits), True
+    return save_stats(path, feats, source.description, sha, logits)
 
 
 def _default_stats(cfg: Config) -> str:
@@ -276,7 +272,7 @@ def run_fid_stats(args, cfg: Config) -> None:
                 and old.source == dataset_source(cfg.data).description):
             _say(args, f"{path} is up to date ({old.num_images} images, {old.source})")
             return
-    ref, _ = _reference(args, cfg, model, sha, path=path, force=True, runner=runner)
+    ref = _compute_reference(args, cfg, model, sha, path, runner)
     _say(args, f"wrote {path}: mu/sigma of {ref.num_images} images ({ref.source})")
 
 
@@ -328,7 +324,8 @@ def run_eval(args, cfg: Config) -> None:
     n = len(source)
     model, sha, wpath, runner = _inception(args)
     if ref is None:
-        ref, _ = _reference(args, cfg, model, sha, runner=runner)
+        ref = _compute_reference(args, cfg, model, sha, args.fid_stats or _default_stats(cfg),
+                                 runner)
     feats, logits = inception_features(model, source, args.inception_batch,
                                        progress=not args.quiet, desc="inception", runner=runner)
     with warnings.catch_warnings(record=True) as caught:

@@ -62,6 +62,14 @@ def write_pth(path: str, state) -> None:
         zf.writestr("archive/version", "3\n")
 
 
+def engine_cache(tmp_path_factory) -> str:
+    """One folder per test session for Inception predictor exports, shared by the test
+    modules (an export takes seconds), independent of $PPDDPM_ENGINE_CACHE."""
+    path = tmp_path_factory.getbasetemp() / "inception_engines"
+    path.mkdir(exist_ok=True)
+    return str(path)
+
+
 def fixture_meta() -> dict:
     with open(os.path.join(FIXTURES, "inception_keys.json")) as fh:
         return json.load(fh)

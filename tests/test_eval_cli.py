@@ -11,7 +11,8 @@ import pytest
 
 from helpers_cli import ROOT
 from helpers_data import make_fake_cifar10
-from helpers_inception import random_weights_pth
+from helpers_inception import engine_cache, random_weights_pth
+from ppddpm.engine import CACHE_ENV
 from ppddpm.cli import main
 from ppddpm.config import load_config
 from ppddpm.diffusion import GaussianDiffusion
@@ -53,7 +54,14 @@ def work(tmp_path_factory):
     betas = GaussianDiffusion.from_config(cfg.diffusion).betas
     save_inference_file(str(d / CKPT), model.state_dict(), betas, {}, cfg)
     weights = random_weights_pth(str(d / WEIGHTS_FILE))
-    return {"dir": d, "cfg": cfg, "model": model, "train": data["train_data"], "weights": weights}
+    # --engine auto exports the Inception here (test_inception's export when run with it)
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = engine_cache(tmp_path_factory)
+    yield {"dir": d, "cfg": cfg, "model": model, "train": data["train_data"], "weights": weights}
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +114,7 @@ def test_fid_stats_file(work, evaluated):
     assert stats["mu"].dtype == stats["sigma"].dtype == np.float64
     assert int(stats["num_images"]) == 10 and stats["features"].shape == (10, 2048)
     assert str(stats["inception_sha256"]) == file_digest(work["weights"])
+    assert float(stats["is_mean"]) == pytest.approx(1.0)    # 10 images, one per split
     # the training images, unflipped, in order (NCHW on disk -> NHWC for the network)
     model, _ = load_inception(work["weights"])
     feats, _ = inception_features(model, from_array(work["train"][:3], "train"), progress=False)

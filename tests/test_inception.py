@@ -7,7 +7,8 @@ import numpy as np
 import paddle
 import pytest
 
-from helpers_inception import FIXTURES, fixture_meta, large_image, random_weights_pth, write_pth
+from helpers_inception import (FIXTURES, engine_cache, fixture_meta, large_image,
+                               random_weights_pth, write_pth)
 from ppddpm.errors import CheckpointError, PPDDPMError
 from ppddpm.metrics.features import from_array, inception_features
 from ppddpm.metrics.inception import (FIDInceptionV3, cache_path_for, file_digest,
@@ -99,14 +100,15 @@ def _close(got, want):
     assert err <= 1e-4 * scale, f"max |diff| {err:.3g} vs scale {scale:.3g}"
 
 
-def test_parity_with_pytorch_fid_through_the_pth_reader(weights):
+def test_parity_with_pytorch_fid_through_the_pth_reader(weights, tmp_path_factory):
     # Also the oneDNN predictor export (made, checked against the dynamic graph and cached in
-    # the session's $PPDDPM_ENGINE_CACHE, where the CLI tests find it again).
+    # a session folder, where the CLI tests find it again).
     from ppddpm.metrics.inception_engine import InceptionPredictor, _key
     model, digest = load_inception(weights)
     assert len(digest) == 64
-    runner = InceptionPredictor(model, digest, threads=1)
-    assert os.path.isdir(os.path.join(os.environ["PPDDPM_ENGINE_CACHE"], _key(digest)))
+    cache = engine_cache(tmp_path_factory)
+    runner = InceptionPredictor(model, digest, threads=1, cache_dir=cache)
+    assert os.path.isdir(os.path.join(cache, _key(digest)))
     for tag, images in (("small", REF["images_small"]), ("large", large_image())):
         for engine in (None, runner):
             feats, logits_unbiased = inception_features(model, from_array(images, tag),
