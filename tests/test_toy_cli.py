@@ -1,6 +1,7 @@
 """The toy demo end to end: a shortened run_toy.py (the full demo's settings with fewer
 iterations), then resume, convert, denoise (scatter, JSON, --sequence GIF, DDIM, npz) and
-the Improved-DDPM configs (learned_range + hybrid with respacing; vlb + loss-aware)."""
+the Improved-DDPM options (cosine schedule, learned_range + hybrid, respacing, vlb with the
+loss-aware timestep sampler)."""
 import json
 import os
 import subprocess
@@ -109,9 +110,11 @@ def test_hybrid_learned_range_and_vlb_loss_aware_configs_train_and_sample(tmp_pa
         cfg = os.path.join(ROOT, "configs", f"{name}.yaml")
         w = tmp_path / name
         cli(w, cfg, "--training_iters", "30", "--batchsize", "256", "--num_images", "200-10-20",
-            "--respacing", "10", "--ckpt_interval", "30", "--num_diffusion_steps", "100")
+            "--respacing", "10", "--ckpt_interval", "30", "--num_diffusion_steps", "100",
+            "--beta_schedule", "cosine")
         ckpt = paddle.load(str(w / "ckpts" / f"{name}_ckpt_iter_30.pdparam"))
         assert ckpt["config"]["diffusion"]["var_type"] == "learned_range"
+        assert ckpt["config"]["diffusion"]["beta_schedule"] == "cosine"
         assert ckpt["model"]["dense_out.weight"].shape[1] == 4    # mean and variance outputs
         q = load_json(w / "sample" / "sample_iter30.json")
         assert q["sampler"] == "DDPM ancestral, 10 steps, learned_range variance"
