@@ -162,7 +162,7 @@ def test_export_that_disagrees_is_rejected_and_not_cached(tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == []
 
 
-def test_cli_engines_write_the_same_images(tmp_path):
+def test_cli_engines_write_the_same_images(tmp_path, monkeypatch):
     from ppddpm.cli import main
     from ppddpm.pretrained import save_inference_file
     model, mcfg = tiny()
@@ -171,19 +171,15 @@ def test_cli_engines_write_the_same_images(tmp_path):
     cfg.diffusion.num_diffusion_steps, cfg.diffusion.beta_end = 20, 0.2
     path = save_inference_file(str(tmp_path / "net.pdparam"), model.state_dict(),
                                get_beta_schedule("linear", 20, 1e-4, 0.2), {}, cfg)
-    os.environ[engine_mod.CACHE_ENV] = str(tmp_path / "cache")
-    try:
-        images = {}
-        for kind in ("dygraph", "inference"):
-            argv = ["--mode", "denoise", "--pretrained_path", path, "--num_images", "4-2-2",
-                    "--sampler", "ddim", "--ddim_steps", "3", "--batchsize", "3", "--quiet",
-                    "--sample_dir", str(tmp_path / kind), "--save_npz", "True", "--engine", kind]
-            assert main(os.path.join(os.path.dirname(__file__), "..", "configs", "cifar10.yaml"),
-                        "test", argv=argv) == 0
-            images[kind] = np.load(tmp_path / kind / "ddpm_cifar10_test.npz".replace(
-                "ddpm", "ddim"))["arr_0"]
-    finally:
-        del os.environ[engine_mod.CACHE_ENV]
+    monkeypatch.setenv(engine_mod.CACHE_ENV, str(tmp_path / "cache"))  # restored afterwards
+    images = {}
+    for kind in ("dygraph", "inference"):
+        argv = ["--mode", "denoise", "--pretrained_path", path, "--num_images", "4-2-2",
+                "--sampler", "ddim", "--ddim_steps", "3", "--batchsize", "3", "--quiet",
+                "--sample_dir", str(tmp_path / kind), "--save_npz", "True", "--engine", kind]
+        assert main(os.path.join(os.path.dirname(__file__), "..", "configs", "cifar10.yaml"),
+                    "test", argv=argv) == 0
+        images[kind] = np.load(tmp_path / kind / "ddim_cifar10_test.npz")["arr_0"]
     assert os.listdir(tmp_path / "cache")   # the inference run exported into the cache
     a, b = images["dygraph"].astype(int), images["inference"].astype(int)
     assert a.shape == (4, 16, 16, 3) and np.abs(a - b).max() <= 1
