@@ -13,11 +13,10 @@ Differences from the original: element-wise dropout (config), optional attention
 """
 from __future__ import annotations
 
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import (AttnBlock, conv1x1, conv3x3, group_norm, linear, sinusoidal_table,
+from .layers import (AttnBlock, add_class_embedding, conv1x1, conv3x3, group_norm, linear, sinusoidal_table,
                      upsample_nearest2x)
 from .unet import check_common
 
@@ -90,13 +89,7 @@ class FPN(nn.Layer):
 
     def embed(self, t, y=None):
         temb = self.time_dense(F.silu(self.time_table(t)))
-        if self.num_classes is not None:
-            if y is None:
-                y = paddle.full_like(t, self.num_classes, dtype="int64")
-            temb = temb + self.label_emb(y)
-        elif y is not None:
-            raise ValueError("class labels y were given to a model built without num_classes")
-        return temb
+        return add_class_embedding(temb, t, y, getattr(self, "label_emb", None), self.num_classes)
 
     def forward(self, x, t, y=None):
         temb = F.silu(self.embed(t, y))

@@ -194,3 +194,15 @@ class Upsample(nn.Layer):
 
     def forward(self, x):
         return self.conv(upsample_nearest2x(x))
+
+
+def add_class_embedding(temb, t, y, label_emb, num_classes):
+    """temb + label_emb(y) for conditional models; ``y=None`` is the "no label" id
+    ``num_classes`` (the unconditional branch of classifier-free guidance)."""
+    if num_classes is None:
+        if y is not None:
+            raise ValueError("class labels y were given to a model built without num_classes")
+        return temb
+    if y is None:
+        y = paddle.full_like(t, num_classes, dtype="int64")
+    return temb + label_emb(y)

@@ -73,7 +73,7 @@ def check_state(model, state_dict: Mapping[str, object], source: str,
         lines = [f"{source} does not match the model it is loaded into: "
                  f"{len(missing)} missing, {len(unexpected)} unexpected and {len(wrong)} "
                  f"mis-shaped tensors (of {len(want)} expected).",
-                 f"  expected architecture: "
+                 "  expected architecture: "
                  + (f"{expected}: {describe_model(model)}" if expected else describe_model(model))]
         lines += _listing("shape mismatches", wrong)
         lines += _listing("missing from the checkpoint", missing)

@@ -13,7 +13,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import (AttnBlock, Downsample, ResBlock, Swish, Upsample, conv3x3, group_norm,
+from .layers import (AttnBlock, add_class_embedding, Downsample, ResBlock, Swish, Upsample, conv3x3, group_norm,
                      linear, timestep_embedding)
 
 
@@ -113,13 +113,7 @@ class UNet(nn.Layer):
 
     def embed(self, t, y=None):
         temb = self.temb(timestep_embedding(t, self.ch, self.freq_shift))
-        if self.num_classes is not None:
-            if y is None:   # unconditional: the "no label" embedding
-                y = paddle.full_like(t, self.num_classes, dtype="int64")
-            temb = temb + self.label_emb(y)
-        elif y is not None:
-            raise ValueError("class labels y were given to a model built without num_classes")
-        return temb
+        return add_class_embedding(temb, t, y, getattr(self, "label_emb", None), self.num_classes)
 
     def forward(self, x, t, y=None):
         temb = F.silu(self.embed(t, y))   # every block uses swish(temb)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Optional
-
 import numpy as np
 
 
