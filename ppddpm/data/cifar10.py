@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..errors import DatasetError
 from ..fileio import commit_temp, temp_path_for
-from .loader import split_key
+from .loader import split_key, to_model_input
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_URL = OFFICIAL_URL  # where download_cifar10 fetches from (tests point it at file://)
@@ -182,11 +182,5 @@ class Cifar10Dataset(paddle.io.Dataset):
 
     def __getitem__(self, key):
         i, flip = split_key(key)
-        img = self.images[i]
-        if self.random_flip:
-            if flip is None:
-                flip = bool(self._rng.random() < 0.5)
-            if flip:
-                img = img[:, :, ::-1]
-        x = img.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+        x = to_model_input(self.images[i], flip, self.random_flip, self._rng)
         return x, np.int64(self.labels[i])

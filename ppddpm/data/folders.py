@@ -23,7 +23,7 @@ import paddle
 from PIL import Image
 
 from ..errors import DatasetError
-from .loader import split_key
+from .loader import split_key, to_model_input
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -130,10 +130,4 @@ class ImageFolderDataset(paddle.io.Dataset):
     def __getitem__(self, key):
         i, flip = split_key(key)
         img, j = self._load_or_next(i % len(self.files))
-        if self.random_flip:
-            if flip is None:
-                flip = bool(self._rng.random() < 0.5)
-            if flip:
-                img = img[:, :, ::-1]
-        x = img.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
-        return x, np.int64(self.labels[j])
+        return to_model_input(img, flip, self.random_flip, self._rng), np.int64(self.labels[j])

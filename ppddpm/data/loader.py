@@ -43,6 +43,18 @@ def split_key(key) -> Tuple[int, Optional[bool]]:
     return int(key), None
 
 
+def to_model_input(img_chw_uint8: np.ndarray, flip: Optional[bool], random_flip: bool,
+                   rng: np.random.Generator) -> np.ndarray:
+    """uint8 CHW -> float32 in [-1, 1] (v / 127.5 - 1), mirrored when the sampler's key says
+    so (or, for bare int keys, by the data set's own ``rng``)."""
+    if random_flip:
+        if flip is None:
+            flip = bool(rng.random() < 0.5)
+        if flip:
+            img_chw_uint8 = img_chw_uint8[:, :, ::-1]
+    return img_chw_uint8.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
 class EpochBatchSampler:
     """Batches of ``(index, flip)`` keys; epochs advance after each full pass.
 
