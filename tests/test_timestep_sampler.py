@@ -1,21 +1,17 @@
 """Uniform and loss-aware (Improved DDPM eq. 18) timestep samplers, and exact resume with
 the loss-aware history in the training checkpoint."""
-import os
-
 import numpy as np
 import paddle
 import pytest
 
-from ppddpm.config import ConfigError, apply_overrides, load_config
-from ppddpm.data import build_dataset, build_loader
-from ppddpm.diffusion import GaussianDiffusion
-from ppddpm.models import build_model
+import paddle.distributed as dist
+
+from toy_workers import spawn_train_vlb, train_vlb
+
+from ppddpm.config import ConfigError
 from ppddpm.models.state import as_numpy
 from ppddpm.timestep_sampler import (LossAwareSampler, UniformSampler, build_timestep_sampler)
 from ppddpm.train.randomness import uniform_timesteps
-from ppddpm.train.trainer import Trainer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = (np.arange(100000) + 0.5) / 100000   # evenly spread uniforms: counts ~ N p exactly
 
 
@@ -110,37 +106,34 @@ def test_update_buffers_until_flush_and_state_round_trips(tmp_path):
 
 
 # -- in the trainer ------------------------------------------------------------------------
-def vlb_config(tmp_path, iters):
-    cfg = load_config(os.path.join(ROOT, "configs", "toy_vlb.yaml"))
-    return apply_overrides(cfg, [
-        "diffusion.num_diffusion_steps=8", "diffusion.beta_end=0.3", "model.ch=16",
-        "train.batchsize=32", f"train.training_iters={iters}", "train.warmup_steps=2",
-        "train.ckpt_interval=4", f"train.ckpt_dir={tmp_path}/ckpts", f"train.log_dir={tmp_path}/log"])
-
-
-def train(cfg, resume_from=None):
-    paddle.seed(cfg.train.seed)
-    model = build_model(cfg.model)
-    dataset = build_dataset(cfg.data)
-    trainer = Trainer(cfg, model, GaussianDiffusion.from_config(cfg.diffusion), dataset,
-                      progress=False)
-    if resume_from:
-        trainer.load_state(paddle.load(resume_from), resume_from)
-    trainer.fit(build_loader(dataset, trainer.micro_batch, seed=cfg.train.seed,
-                             start_step=trainer.iteration, infinite=True))
-    return trainer
-
-
 def test_loss_aware_training_resumes_exactly(tmp_path):
-    whole = train(vlb_config(tmp_path / "a", 8))    # checkpoints at iterations 4 and 8
+    whole = train_vlb(str(tmp_path / "a"), 8)       # checkpoints at iterations 4 and 8
     sampler = whole.timestep_sampler
     assert sampler.warmed_up()                      # 8 steps x 10 losses filled by iteration 3
     assert sampler.probabilities().std() > 0.01     # and the draws are no longer uniform
-    ckpt = str(tmp_path / "a" / "ckpts" / "toy_vlb_ckpt_iter_4.pdparam")
+    ckpt = str(tmp_path / "a" / "rank0" / "ckpts" / "toy_vlb_ckpt_iter_4.pdparam")
     saved = paddle.load(ckpt)["timestep_sampler"]
     assert saved["name"] == "loss_aware" and as_numpy(saved["count"]).tolist() == [10] * 8
-    resumed = train(vlb_config(tmp_path / "b", 8), resume_from=ckpt)
+    resumed = train_vlb(str(tmp_path / "b"), 8, resume_from=ckpt)
     np.testing.assert_array_equal(resumed.timestep_sampler.history, sampler.history)
     assert resumed.losses == whole.losses[4:]
     for k, v in whole.model.state_dict().items():
         np.testing.assert_array_equal(resumed.model.state_dict()[k].numpy(), v.numpy(), err_msg=k)
+
+
+def test_two_ranks_and_accumulation_keep_the_single_process_history(tmp_path):
+    # Losses of all ranks and micro-batches enter the history in global-batch order, so
+    # the draws, and hence the updates, do not depend on how the batch is split.
+    # 2 ranks x 2 accumulation steps x 8 examples, against 1 x 1 x 32 and 1 x 2 x 16
+    dist.spawn(spawn_train_vlb, args=(str(tmp_path), 8, 2), nprocs=2, backend="gloo")
+    train_vlb(str(tmp_path / "one"), 8)
+    train_vlb(str(tmp_path / "accum"), 8, accum=2)
+    one = dict(np.load(tmp_path / "one" / "weights_rank0_of1.npz"))
+    assert one["count"].min() == 10
+    for other in (tmp_path / "weights_rank0_of2.npz", tmp_path / "weights_rank1_of2.npz",
+                  tmp_path / "accum" / "weights_rank0_of1.npz"):
+        got = dict(np.load(other))
+        np.testing.assert_array_equal(got["count"], one["count"])
+        np.testing.assert_allclose(got["history"], one["history"], rtol=1e-5, atol=1e-6)
+        for k in one:
+            np.testing.assert_allclose(got[k], one[k], rtol=1e-5, atol=1e-6, err_msg=k)
