@@ -193,17 +193,13 @@ def write_outputs(model, sampler, dataset: Optional[str], n: int, batch: int, ou
     seconds = time.perf_counter() - start
     info = {"sampler": sampler_description(sampler), "num_steps": sampler.num_steps,
             "sample_seconds": round(seconds, 2), "num_samples": int(n), **(extra or {})}
-    out = {"points": pts, "frames": frames}
+    out = {"points": pts, "frames": frames, "quality": info}
+    data, text = np.zeros((0, 2)), None
     if dataset is not None and is_toy(dataset):
         q = evaluate(pts, dataset, seed=0)
         q.pop("mode_counts", None)
         info.update(q)
-        data = sample_toy(dataset, n, seed=0, split="eval")[0]
-        out["quality"] = info
-        text = caption(q)
-    else:
-        data, text = np.zeros((0, 2)), None
-        out["quality"] = info
+        data, text = sample_toy(dataset, n, seed=0, split="eval")[0], caption(q)
     out["png"] = save_scatter(os.path.join(out_dir, stem + ".png"), data, pts, text=text)
     if gif:
         out["gif"] = save_reverse_gif(os.path.join(out_dir, stem + ".gif"), frames, data)
@@ -269,10 +265,10 @@ def run_toy_denoise(args, cfg, model, sampler, say) -> None:
     stem = ("sequence_" if args.sequence else "sample_") + postfix
     out = write_outputs(model, sampler, dataset, n, _sample_batch(cfg, n), out_dir, stem,
                         seed=cfg.sample.seed, gif=bool(args.sequence), progress=not args.quiet)
-    if args.sequence:   # every 5th of the GIF's ~41 frames, and the last
+    if args.sequence:   # every 5th of the GIF's frames, always ending with the result
         frames = out["frames"]
-        save_frames_png(os.path.join(out_dir, stem + "_frames.png"), frames[::5] + frames[-1:]
-                        if (len(frames) - 1) % 5 else frames[::5])
+        strip = frames[::5] if (len(frames) - 1) % 5 == 0 else frames[::5] + frames[-1:]
+        save_frames_png(os.path.join(out_dir, stem + "_frames.png"), strip)
     say(f"wrote {out['png']}, {out['json']}" + (f" and {out['gif']}" if "gif" in out else ""))
     if args.save_npz:
         path = os.path.join(out_dir, postfix + ".npz")
