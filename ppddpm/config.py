@@ -6,6 +6,7 @@ name the bad value and list the accepted ones.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import warnings
 from dataclasses import dataclass, field, fields
@@ -151,8 +152,9 @@ def _read_yaml(path: str, seen=()) -> dict:
             raw = yaml.safe_load(fh) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path!r} is not valid YAML: {exc}") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. 2000-40-50 read as a date
+        raise ConfigError(f"config file {path!r} is not valid YAML: {exc}; quote values such "
+                          "as num_images: \"2000-40-50\"") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path!r} must hold sections (data:, model:, ...)")
     base = raw.pop("base", None)
@@ -225,13 +227,25 @@ def set_value(cfg: Config, dotted: str, value: Any) -> None:
         raise ConfigError(f"{dotted}={value!r} is not a valid {types[key]}") from None
 
 
+def _parse_override_value(text: str):
+    """A YAML scalar or list; text YAML cannot read (like 2000-40-50, an impossible date)
+    and date-like text stay strings."""
+    if not text.strip():
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except (yaml.YAMLError, ValueError):
+        return text
+    return text if isinstance(value, (datetime.date, datetime.datetime)) else value
+
+
 def apply_overrides(cfg: Config, overrides: List[str]) -> Config:
     """Apply ``-o section.key=value`` overrides (the Paddle toolkits' convention)."""
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         key, value = item.split("=", 1)
-        set_value(cfg, key.strip(), yaml.safe_load(value) if value.strip() else value)
+        set_value(cfg, key.strip(), _parse_override_value(value))
     validate(cfg)
     return cfg
 

@@ -78,3 +78,11 @@ def test_configs_from_files_tolerate_unknown_keys_with_a_warning():
     with pytest.warns(UserWarning, match="train.future_option"):
         cfg = Config.from_dict(d, strict=False)
     assert cfg.to_dict()["model"] == Config().to_dict()["model"]
+
+
+def test_date_like_values_stay_text(tmp_path):
+    cfg = apply_overrides(Config(), ["sample.num_images=2000-40-50", "sample.sample_postfix=2020-01-02"])
+    assert cfg.sample.num_images == "2000-40-50" and cfg.sample.sample_postfix == "2020-01-02"
+    (tmp_path / "bad.yaml").write_text("sample: {num_images: 2000-40-50}\n")
+    with pytest.raises(ConfigError, match="quote values"):
+        load_config(str(tmp_path / "bad.yaml"))
