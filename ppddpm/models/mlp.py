@@ -25,7 +25,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import Swish, linear, timestep_embedding
+from .layers import Swish, add_class_embedding, linear, timestep_embedding
 
 
 NUM_FREQS, MIN_FREQ, MAX_FREQ = 16, 1.0, 100.0
@@ -88,13 +88,7 @@ class MLP(nn.Layer):
 
     def embed(self, t, y=None):
         temb = self.temb(timestep_embedding(t, self.ch, self.freq_shift))
-        if self.num_classes is not None:
-            if y is None:
-                y = paddle.full_like(t, self.num_classes, dtype="int64")
-            temb = temb + self.label_emb(y)
-        elif y is not None:
-            raise ValueError("class labels y were given to a model built without num_classes")
-        return temb
+        return add_class_embedding(temb, t, y, getattr(self, "label_emb", None), self.num_classes)
 
     def forward(self, x, t, y=None):
         n = x.shape[0]
