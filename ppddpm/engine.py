@@ -15,6 +15,7 @@ graphs (see models/layers.py), and a fast wrong answer is worse than a slow righ
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -331,3 +332,15 @@ def make_engine(model: paddle.nn.Layer, kind: str = "auto", image_shape=None,
         (notice or (lambda m: print(m, file=sys.stderr, flush=True)))(
             f"notice: sampling with the dynamic graph (slower): {exc}")
         return model
+
+
+@contextlib.contextmanager
+def snapshot_engine(model: paddle.nn.Layer, image_shape, notice=None):
+    """The predictor for weights that keep changing (the EMA network sampled during training),
+    exported into a temporary folder that is removed afterwards, so no snapshot piles up in the
+    cache. The dynamic graph on a GPU, or, with a notice, when the export fails."""
+    if _on_gpu():
+        yield model
+        return
+    with tempfile.TemporaryDirectory(prefix="ppddpm-snapshot-") as folder:
+        yield make_engine(model, "auto", image_shape, cache_dir=folder, notice=notice)

@@ -223,3 +223,14 @@ def test_sampling_threads_follow_the_users_omp_num_threads(omp, expect):
     threads, cores, env_after = int(out[0]), int(out[1]), out[2]
     assert threads == (cores if expect == "cores" else expect)
     assert env_after == (omp or "1")   # Paddle's own default was still applied
+
+
+def test_snapshot_engine_leaves_no_export_behind(unet):
+    from ppddpm.engine import snapshot_engine
+    x, t = paddle.ones([3] + SHAPE), paddle.to_tensor([0, 7, 19])
+    with snapshot_engine(unet, SHAPE) as net:
+        assert isinstance(net, InferenceModel)
+        folder = net.cache_dir
+        np.testing.assert_allclose(net(x, t).numpy(), unet(x, t).numpy(), atol=1e-4)
+    assert not os.path.exists(folder)
+    assert unet.training is False   # the EMA copy stays in eval mode; weights untouched
