@@ -8,6 +8,7 @@ fresh subprocess under its own venv; the order rotates every round.
 """
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 
@@ -31,6 +32,13 @@ def main():
     p.add_argument("--json", default=None, help="write all raw results here")
     args = p.parse_args()
     cache = tempfile.mkdtemp(prefix="ppddpm-bench-engines-")   # round 1 exports, later rounds load
+    try:
+        run(args, cache)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def run(args, cache):
     print(f"conditions: {conditions()}; threads {args.threads}", flush=True)
     fws = args.frameworks.split(",")
     print(f"one sampling step, batch {args.batch}:", flush=True)
