@@ -31,6 +31,7 @@ import numpy as np
 import paddle
 
 from .errors import PPDDPMError
+from .fileio import atomic_write_dir
 from .threads import sampling_threads
 
 ENGINE_KINDS = ("auto", "inference", "dygraph")
@@ -202,23 +203,13 @@ class InferenceModel:
         return self
 
     def _export_to(self, folder: str, shape) -> None:
-        os.makedirs(self.cache_dir, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".export-", dir=self.cache_dir)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's 0700 -> the usual permissions
-        try:
+        def write(tmp: str) -> None:
             export(self.model, tmp, shape, self.num_classes is not None)
             with open(os.path.join(tmp, "meta.json"), "w") as f:
                 json.dump({"engine": MARKER, "image_shape": list(shape),
                            "class": type(self.model).__qualname__, "paddle": paddle.__version__}, f)
-            try:
-                os.replace(tmp, folder)   # atomic; a concurrent export of the same key wins
-            except OSError:
-                if _model_files(folder) is None:
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        # atomic; a concurrent export of the same key wins
+        atomic_write_dir(folder, write, lambda f: _model_files(f) is not None)
         self.exported = True
         prune_cache(self.cache_dir, CACHE_KEEP)
 

@@ -77,3 +77,26 @@ def atomic_write(path: str, write_fn: Callable) -> None:
             write_fn(fh)
             fh.flush()
     atomic_write_path(path, _write)
+
+
+def atomic_write_dir(folder: str, write_to: Callable[[str], None],
+                     is_complete: Callable[[str], bool]) -> None:
+    """Build a folder under a hidden temporary name beside ``folder``, then rename it into
+    place (atomic). If another process put a complete ``folder`` there first, keep theirs.
+    The temporary folder is removed in every case."""
+    import shutil
+    parent = os.path.dirname(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)   # mkdtemp's 0700 -> the usual permissions
+    try:
+        write_to(tmp)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not is_complete(folder):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

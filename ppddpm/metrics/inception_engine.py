@@ -15,13 +15,13 @@ import hashlib
 import inspect
 import os
 import shutil
-import tempfile
 from typing import Tuple
 
 import numpy as np
 import paddle
 
 from ..engine import EngineError, default_cache_dir
+from ..fileio import atomic_write_dir
 from .inception import INPUT_SIZE, FIDInceptionV3
 
 VERIFY_RTOL = 1e-4   # of the largest feature magnitude
@@ -86,21 +86,13 @@ class InceptionPredictor:
             raise EngineError(f"could not export the Inception network ({_gist(exc)})") from exc
 
     def _export(self, folder: str) -> None:
-        parent = os.path.dirname(folder)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-        try:
+        def write(tmp: str) -> None:
             net = _Pool3AndLogits(copy.deepcopy(self.model))
             net.eval()
             spec = [paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32", "x")]
             paddle.jit.save(net, os.path.join(tmp, "model"), input_spec=spec)
-            try:
-                os.replace(tmp, folder)   # atomic; a concurrent export of the same key wins
-            except OSError:
-                if _model_files(folder) is None:
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        # atomic; a concurrent export of the same key wins
+        atomic_write_dir(folder, write, lambda f: _model_files(f) is not None)
 
     def _create(self, folder: str):
         from paddle import inference
