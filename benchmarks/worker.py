@@ -36,6 +36,17 @@ def inputs(batch):
 CPU_TIMES = []   # process CPU seconds (all threads) of every timed call: robust to other load
 
 
+def ppddpm_train_step(diffusion, net, opt, xs, ts, ns, losses):
+    """One dygraph step of L_simple plus Adam on fixed inputs; appends the loss."""
+    def step():
+        loss = diffusion.training_losses(net, xs, ts, noise=ns)["loss"].mean()
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        losses.append(float(loss))
+    return step
+
+
 def timed(fn, warmup, steps):
     for _ in range(warmup):
         fn()
@@ -101,13 +112,7 @@ def run_ppddpm(args, info):
     opt = paddle.optimizer.Adam(2e-4, parameters=model.parameters())
     xs, ts, ns = paddle.to_tensor(x), paddle.to_tensor(t), paddle.to_tensor(noise)
     losses = []
-
-    def step():
-        loss = diffusion.training_losses(model, xs, ts, noise=ns)["loss"].mean()
-        loss.backward()
-        opt.step()
-        opt.clear_grad()
-        losses.append(float(loss))
+    step = ppddpm_train_step(diffusion, model, opt, xs, ts, ns, losses)
     times = timed(step, args.warmup, args.steps)
     info["losses"] = losses
     return times
@@ -130,13 +135,7 @@ def _dp_rank(args, out_dir):
     part = slice(rank * args.batch // size, (rank + 1) * args.batch // size)
     xs, ts, ns = (paddle.to_tensor(a[part]) for a in (x, t, noise))
     losses = []
-
-    def step():
-        loss = diffusion.training_losses(net, xs, ts, noise=ns)["loss"].mean()
-        loss.backward()
-        opt.step()
-        opt.clear_grad()
-        losses.append(float(loss))
+    step = ppddpm_train_step(diffusion, net, opt, xs, ts, ns, losses)
     times = timed(step, args.warmup, args.steps)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"times": times, "cpu_times": CPU_TIMES, "params": params, "losses": losses,

@@ -1,13 +1,14 @@
 """Shared helpers for the legacy-network, pretrained-loading and conversion tests."""
 import os
 import re
-import zlib
 
 import numpy as np
 import paddle
 
 from ppddpm.config import ModelConfig
 from ppddpm.models.legacy import LegacyFPN, LegacyUNet
+
+from legacy_weights import fill_weights  # noqa: F401  (shared with tools/make_legacy_fixture.py)
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 T_TINY = 10
@@ -22,21 +23,6 @@ TINY_FPN = dict(arch="legacy_fpn", ch=32, ch_mult=[1, 2, 2], num_res_blocks=2,
 def tiny(kind):
     return (LegacyUNet(ModelConfig(**TINY_UNET)) if kind == "unet"
             else LegacyFPN(ModelConfig(**TINY_FPN)))
-
-
-def fill_weights(named_shapes):
-    """Same rule as tools/make_legacy_fixture.py: name-seeded, fan-in scaled weights."""
-    out = {}
-    for name, shape in named_shapes:
-        rng = np.random.default_rng(zlib.crc32(name.encode()))
-        z = rng.standard_normal(shape).astype(np.float32)
-        if len(shape) > 1:
-            out[name] = z / np.float32(np.sqrt(np.prod(shape[1:])))
-        elif name.endswith(".weight"):
-            out[name] = 1.0 + 0.1 * z
-        else:
-            out[name] = 0.1 * z
-    return out
 
 
 def random_state(model, seed):

@@ -12,27 +12,14 @@ Usage: python tools/make_legacy_fixture.py --original-repo PATH_TO_CHECKOUT
 import argparse
 import os
 import sys
-import zlib
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from legacy_weights import fill_weights  # noqa: E402  (the same weights the test rebuilds)
+
 UNET = dict(num_steps=10, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_levels=[1], dropout=0.1)
 FPN = dict(num_steps=10, ch=32, ch_mult=(1, 2, 2), num_res_blocks=2)
-
-
-def fill_weights(named_shapes):
-    """Deterministic weights: seeded by the name, fan-in scaled; 1-D '.weight' near 1."""
-    out = {}
-    for name, shape in named_shapes:
-        rng = np.random.default_rng(zlib.crc32(name.encode()))
-        z = rng.standard_normal(shape).astype(np.float32)
-        if len(shape) > 1:
-            out[name] = z / np.float32(np.sqrt(np.prod(shape[1:])))
-        elif name.endswith(".weight"):
-            out[name] = 1.0 + 0.1 * z
-        else:
-            out[name] = 0.1 * z
-    return out
 
 
 def main():
