@@ -41,6 +41,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..config import ConfigError, ModelConfig
+from .conv import Conv2d
 
 
 # -- data range helpers -------------------------------------------------------
@@ -114,7 +115,7 @@ def upsample_nearest2x(x):
 
 
 def _conv3(cin, cout, stride=1):
-    return nn.Conv2D(cin, cout, 3, stride=stride, padding=1)
+    return Conv2d(cin, cout, 3, stride=stride, padding=1)
 
 
 def _check_plain(cfg: ModelConfig) -> None:
@@ -136,10 +137,10 @@ class LegacyAttention(nn.Layer):
     def __init__(self, ch: int):
         super().__init__()
         self.norm = nn.GroupNorm(32, ch)
-        self.proj_q = nn.Conv2D(ch, ch, 1)
-        self.proj_k = nn.Conv2D(ch, ch, 1)
-        self.proj_v = nn.Conv2D(ch, ch, 1)
-        self.proj_out = nn.Conv2D(ch, ch, 1)
+        self.proj_q = Conv2d(ch, ch, 1)
+        self.proj_k = Conv2d(ch, ch, 1)
+        self.proj_v = Conv2d(ch, ch, 1)
+        self.proj_out = Conv2d(ch, ch, 1)
 
     def forward(self, x):
         n, c, h, w = x.shape
@@ -161,7 +162,7 @@ class LegacyUNetBlock(nn.Layer):
         self.conv1 = nn.Sequential(nn.GroupNorm(32, cin), nn.Swish(), _conv3(cin, cout))
         self.conv2 = nn.Sequential(nn.GroupNorm(32, cout), nn.Swish(), ChannelDropout(dropout),
                                    _conv3(cout, cout))
-        self.shortcut = nn.Conv2D(cin, cout, 1) if cin != cout else nn.Identity()
+        self.shortcut = Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
         self.attn = LegacyAttention(cout) if attn else nn.Identity()
 
     def forward(self, x, temb):
@@ -270,7 +271,7 @@ class LegacyFPNBlock(nn.Layer):
         self.temb_proj = nn.Sequential(nn.Swish(), nn.Linear(tdim, cout))
         self.conv1 = nn.Sequential(_conv3(cin, cout), nn.Swish())
         self.conv2 = nn.Sequential(_conv3(cout, cout), nn.Swish())
-        self.shortcut = nn.Conv2D(cin, cout, 1) if cin != cout else nn.Identity()
+        self.shortcut = Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
         self.out_norm = nn.GroupNorm(32, cout)
 
     def forward(self, x, temb):
