@@ -4,7 +4,10 @@ in a fresh subprocess under its own venv, the order rotating every round. Peak m
 worker process's RSS high-water mark (getrusage ru_maxrss).
 
   python benchmarks/bench_training.py
-  python benchmarks/bench_training.py --paddle_omp 2     # Paddle with 2 OpenMP threads
+  python benchmarks/bench_training.py --paddle_omp 2     # ppdiffusers with 2 OpenMP threads
+
+ppddpm uses --threads threads, as torch does (its CLI's default: every available core);
+ppdiffusers uses --paddle_omp (Paddle's own default of 1, which was its fastest here).
 """
 import argparse
 import os
@@ -22,13 +25,13 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                   help="torch threads (default: the available cores)")
+                   help="torch and ppddpm threads (default: the available cores)")
     p.add_argument("--paddle_omp", type=int, default=1,
-                   help="OMP_NUM_THREADS for the Paddle frameworks (Paddle's own default is 1)")
+                   help="OMP_NUM_THREADS for ppdiffusers (Paddle's own default is 1)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    print(f"conditions: {conditions()}; torch threads {args.threads}, paddle OMP_NUM_THREADS "
-          f"{args.paddle_omp}", flush=True)
+    print(f"conditions: {conditions()}; torch and ppddpm threads {args.threads}, ppdiffusers "
+          f"OMP_NUM_THREADS {args.paddle_omp}", flush=True)
     fws = args.frameworks.split(",")
     raw = alternate(fws, args.reps, log=lambda m: print(m, flush=True), task="train_step",
                     threads=args.threads, paddle_omp=args.paddle_omp, batch=args.batch,

@@ -38,7 +38,9 @@ def run_worker(framework, task, threads, paddle_omp, timeout=3600, **kw):
             cmd += [f"--{k}", str(v)]
     env = dict(os.environ, PYTHONPATH=ROOT)
     # Paddle reads OMP_NUM_THREADS at import (and sets 1 if unset); torch uses set_num_threads.
-    env["OMP_NUM_THREADS"] = str(paddle_omp if framework != "diffusers" else threads)
+    # ppddpm trains on as many threads as torch (ppddpm.threads.use_compute_threads, what
+    # its CLI does); ppdiffusers keeps paddle_omp (Paddle's default 1, its fastest setting).
+    env["OMP_NUM_THREADS"] = str(paddle_omp if framework == "ppdiffusers" else threads)
     if framework == "ppddpm-static":   # oneDNN kernels in the static program; its own threads
         env.update(FLAGS_use_mkldnn="1", OMP_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
@@ -82,8 +84,8 @@ def summarize(results):
                   "cpu_median_s": statistics.median([c for r in ok for c in r["cpu_times"]]),
                   "round_max": max(meds), "rounds": len(ok), "steps": len(steps),
                   "maxrss_mb": max(r["maxrss_mb"] for r in ok), "params": ok[0].get("params"),
-                  "extra": {k: ok[0][k] for k in ("version", "engine_setup_s", "exported")
-                            if k in ok[0]}}
+                  "extra": {**{k: ok[0][k] for k in ("version", "engine_setup_s", "exported")
+                               if k in ok[0]}, **ok[0].get("extra", {})}}
     return out
 
 

@@ -105,8 +105,13 @@ def run_ppddpm(args, info):
                               num_steps=args.ddim_steps, eta=0.0)
         return timed(lambda: sampler.sample(net, [args.batch, 3, 32, 32], seed=0,
                                             progress=False).numpy(), 0, args.steps)
-    # train_step: the package's own loss (L_simple, eq. 14) + backward + Adam
+    # train_step: the package's own loss (L_simple, eq. 14) + backward + Adam, on the
+    # threads and conv kernels the CLI would use (threads.py, models/conv.py)
     from ppddpm import GaussianDiffusion, get_beta_schedule
+    from ppddpm.models.conv import conv_backend, onednn_enabled
+    from ppddpm.threads import use_compute_threads
+    info["extra"] = {"threads": use_compute_threads(), "conv": conv_backend(),
+                     "onednn_conv": onednn_enabled()}
     diffusion = GaussianDiffusion(get_beta_schedule("linear", 1000, 1e-4, 0.02))
     model.train()
     opt = paddle.optimizer.Adam(2e-4, parameters=model.parameters())

@@ -24,10 +24,18 @@ def resolve_config(args, default_config: str, preset: Sequence[str] = ()) -> Con
     return cfg
 
 
-def _set_device() -> str:
+def _set_device(args) -> str:
+    """GPU when there is one. On the CPU: the thread count (threads.py) and the dygraph
+    conv kernels (--conv_backend, models/conv.py)."""
     import paddle
+    from .models.conv import conv_backend, set_conv_backend
+    from .threads import use_compute_threads
+    from .train.dist import local_world_size
     device = "gpu" if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu"
     paddle.set_device(device)
+    set_conv_backend(args.conv_backend or conv_backend())
+    if device == "cpu":
+        use_compute_threads(local_world_size())
     return device
 
 
@@ -204,7 +212,7 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
         mode = "resume"
     try:
         cfg = resolve_config(args, default_config, preset)
-        _set_device()
+        _set_device(args)
         if mode in ("train", "resume"):
             run_train(args, cfg, resume=mode == "resume")
         elif mode == "convert":

@@ -102,6 +102,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                    help="denoise: run the network by the Paddle Inference predictor (exported "
                         "once, cached in $PPDDPM_ENGINE_CACHE or ~/.cache/ppddpm/engines) or by "
                         "the dynamic graph; auto: the predictor on CPU if the export works")
+    p.add_argument("--conv_backend", choices=("auto", "onednn", "paddle"), default=None,
+                   help="kernels of the convolutions in the dynamic graph (training, --engine "
+                        "dygraph): oneDNN from the Paddle wheel, or Paddle's own; auto: oneDNN "
+                        "when it loads (default: $PPDDPM_CONV_BACKEND or auto)")
     for flag, (key, typ, text) in CONFIG_FLAGS.items():
         p.add_argument(f"--{flag}", type=typ, default=None, help=f"{text} [config: {key}]")
     from .evaluate import add_eval_args

@@ -26,6 +26,8 @@ from typing import Optional, Sequence, Tuple
 
 import paddle
 
+from .errors import PPDDPMError
+
 # Values from oneDNN 3.x's dnnl_types.h / dnnl_common_types.h (ABI-stable within major 3).
 _SUCCESS, _CPU, _F32, _TAG_ANY = 0, 1, 3, 1
 _FORWARD_TRAINING, _CONVOLUTION_DIRECT = 64, 1
@@ -40,7 +42,7 @@ _INT = ctypes.c_int
 _DIMS = ctypes.c_int64 * 12
 
 
-class OneDNNUnavailable(RuntimeError):
+class OneDNNUnavailable(PPDDPMError, RuntimeError):
     """The oneDNN library of this Paddle wheel cannot be used; the message says why."""
 
 

@@ -5,11 +5,11 @@ the user's own setting is only visible before that import; ``USER_OMP`` records 
 
 * Sampling with the Paddle Inference predictor: its oneDNN kernels use
   ``set_cpu_math_library_num_threads(n)`` threads, n = the user's OMP_NUM_THREADS if set,
-  else every core this process may use (measured: the predictor runs in parallel).
-* Training and dynamic-graph sampling: Paddle's default of 1 thread is kept. Paddle's
-  dynamic-graph conv2d runs on one thread whatever OMP_NUM_THREADS says (CPU time equals
-  wall time at 2 threads), so more OpenMP threads only add spinning; on a shared machine
-  they made a training step up to twice as slow (docs/speed.md).
+  else every core this process may use.
+* Training and dynamic-graph sampling (``use_compute_threads``): the same n, divided by
+  the number of ranks started on this machine. The convolutions run on oneDNN
+  (models/conv.py), which uses every thread it is given; Paddle's own kernels (group norm,
+  silu, adds) use OpenMP too. Set OMP_NUM_THREADS=1 to keep Paddle's old default.
 """
 from __future__ import annotations
 
@@ -40,3 +40,17 @@ def user_threads() -> Optional[int]:
 def sampling_threads() -> int:
     """Threads for the inference predictor: the user's OMP_NUM_THREADS, else all cores."""
     return user_threads() or available_cores()
+
+
+def compute_threads(local_ranks: int = 1) -> int:
+    """Threads for one training / dygraph process: the user's OMP_NUM_THREADS, else the
+    available cores shared among the ``local_ranks`` processes on this machine."""
+    return user_threads() or max(1, available_cores() // max(1, int(local_ranks)))
+
+
+def use_compute_threads(local_ranks: int = 1) -> int:
+    """Give Paddle's CPU kernels (and the oneDNN convs) ``compute_threads()`` threads."""
+    import paddle
+    n = compute_threads(local_ranks)
+    paddle.base.core.set_num_threads(n)
+    return n

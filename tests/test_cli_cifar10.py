@@ -127,6 +127,7 @@ def test_clear_errors(trained, tmp_path):
         (["--mode", "resume", "--resume_ckpt_path", str(tmp_path / "missing.pdparam")], "does not exist"),
         (["--mode", "train", "--lr", "abc"], "--lr"),
         (["--mode", "denoise", "--pretrained_path", inference, "--var_type", "fixed_medium"], "fixed_medium"),
+        (["--mode", "train", "--conv_backend", "cudnn"], "cudnn"),
     ]
     corrupt = tmp_path / "corrupt.pdparam"
     corrupt.write_bytes(open(inference, "rb").read()[:200])

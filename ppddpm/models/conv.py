@@ -23,6 +23,7 @@ import paddle.nn as nn
 from paddle.autograd import PyLayer
 
 from .. import onednn
+from ..config import ConfigError
 
 BACKENDS = ("auto", "onednn", "paddle")
 _backend = os.environ.get("PPDDPM_CONV_BACKEND", "auto").strip().lower() or "auto"
@@ -33,7 +34,7 @@ def set_conv_backend(name: str) -> None:
     global _backend
     name = str(name).strip().lower()
     if name not in BACKENDS:
-        raise ValueError(f"conv backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+        raise ConfigError(f"conv backend must be one of {', '.join(BACKENDS)}, got {name!r}")
     if name == "onednn":
         ok, why = onednn.available()
         if not ok:
@@ -43,7 +44,7 @@ def set_conv_backend(name: str) -> None:
 
 def conv_backend() -> str:
     if _backend not in BACKENDS:   # a bad PPDDPM_CONV_BACKEND
-        raise ValueError(f"PPDDPM_CONV_BACKEND must be one of {', '.join(BACKENDS)}, "
+        raise ConfigError(f"PPDDPM_CONV_BACKEND must be one of {', '.join(BACKENDS)}, "
                          f"got {_backend!r}")
     return _backend
 

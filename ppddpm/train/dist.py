@@ -21,6 +21,12 @@ def launched_world_size() -> int:
     return int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
 
 
+def local_world_size() -> int:
+    """Processes started on this machine (launch sets PADDLE_LOCAL_SIZE; spawn runs all
+    ranks on one machine)."""
+    return int(os.environ.get("PADDLE_LOCAL_SIZE") or launched_world_size())
+
+
 def init_distributed() -> Tuple[int, int]:
     """Join the process group when started by a launcher; returns (world size, rank)."""
     global _started
