@@ -42,7 +42,7 @@ def ppddpm_train_step(diffusion, net, opt, xs, ts, ns, losses):
         loss = diffusion.training_losses(net, xs, ts, noise=ns)["loss"].mean()
         loss.backward()
         opt.step()
-        opt.clear_grad()
+        opt.clear_grad(set_to_zero=False)   # free the gradients, as the trainer does
         losses.append(float(loss))
     return step
 

@@ -26,7 +26,7 @@ def resolve_config(args, default_config: str, preset: Sequence[str] = ()) -> Con
 
 def _set_device(args) -> str:
     """GPU when there is one. On the CPU: the thread count (threads.py) and the dygraph
-    conv kernels (--conv_backend, models/conv.py)."""
+    conv kernels (--conv_backend, models/conv.py); --low_memory (heap.py)."""
     import paddle
     from .models.conv import conv_backend, set_conv_backend
     from .threads import use_compute_threads
@@ -36,6 +36,11 @@ def _set_device(args) -> str:
     set_conv_backend(args.conv_backend or conv_backend())
     if device == "cpu":
         use_compute_threads(local_world_size())
+    if args.low_memory:
+        from .heap import release_freed_memory
+        if not release_freed_memory():
+            print("note: --low_memory has no effect here (not glibc, or MALLOC_MMAP_THRESHOLD_ "
+                  "is already set)", file=sys.stderr)
     return device
 
 
