@@ -246,6 +246,7 @@ class ConvPlan:
                                          ("w", _ARG_DIFF_WEIGHTS, _Q_DIFF_WEIGHTS, False)],
                                  plain, q)
         self.bias_mem = lib.memory(plain["b"])
+        self._busy = threading.Lock()   # the memory objects are rebound on every call
 
     def _build(self, pd, specs, plain, query):
         lib = self.lib
@@ -256,6 +257,10 @@ class ConvPlan:
     def _run(self, step, tensors, extra=()):
         """Execute one primitive: tensors are the slots' plain Paddle tensors (inputs first,
         output last); extra are (arg, memory, tensor) bound as they are (the bias)."""
+        with self._busy:
+            self._run_locked(step, tensors, extra)
+
+    def _run_locked(self, step, tensors, extra):
         lib, keep = self.lib, []
         args = []
         for (slot, arg), tensor in zip(step["slots"], tensors):

@@ -207,3 +207,26 @@ def test_compute_threads_policy(monkeypatch):
     assert threads.compute_threads(local_ranks=16) == 1
     monkeypatch.setattr(threads, "USER_OMP", "3")          # the user's OMP_NUM_THREADS wins
     assert threads.compute_threads(local_ranks=2) == 3
+
+
+def test_one_plan_used_from_two_python_threads():
+    import threading
+    set_conv_backend("onednn")
+    paddle.seed(5)
+    layer = Conv2d(8, 8, 3, padding=1)
+    ref_layer = paddle.nn.Conv2D(8, 8, 3, padding=1)
+    ref_layer.set_state_dict(layer.state_dict())
+    inputs = [paddle.randn([2, 8, 10, 10]) for _ in range(2)]
+    refs = [ref_layer(x).numpy() for x in inputs]
+    errors = []
+
+    def work(i):
+        for _ in range(30):
+            errors.append(_rel(layer(inputs[i]).numpy(), refs[i]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(errors) == 60 and max(errors) < 2e-5
