@@ -17,7 +17,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .layers import (AttnBlock, add_class_embedding, conv1x1, conv3x3, group_norm, linear, sinusoidal_table,
-                     upsample_nearest2x)
+                     swish, upsample_nearest2x)
 from .unet import check_common
 
 
@@ -36,8 +36,8 @@ class FPNBlock(nn.Layer):
 
     def forward(self, x, temb_act):
         """temb_act = swish(temb), computed once by the network (see layers.ResBlock)."""
-        h = F.silu(self.conv1(x)) + self.temb_proj(temb_act).unsqueeze([2, 3])
-        h = F.silu(self.conv2(self.dropout(h)))
+        h = swish(self.conv1(x)) + self.temb_proj(temb_act).unsqueeze([2, 3])
+        h = swish(self.conv2(self.dropout(h)))
         return self.norm(h + (self.shortcut(x) if self.shortcut is not None else x))
 
 
@@ -88,11 +88,11 @@ class FPN(nn.Layer):
         self.conv_out = conv3x3(cur, out_ch, zero=True)
 
     def embed(self, t, y=None):
-        temb = self.time_dense(F.silu(self.time_table(t)))
+        temb = self.time_dense(swish(self.time_table(t)))
         return add_class_embedding(temb, t, y, getattr(self, "label_emb", None), self.num_classes)
 
     def forward(self, x, t, y=None):
-        temb = F.silu(self.embed(t, y))
+        temb = swish(self.embed(t, y))
         h = self.conv_in(x)
         hs = []
         for k, block in enumerate(self.down):

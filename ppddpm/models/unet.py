@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from .layers import (AttnBlock, add_class_embedding, Downsample, ResBlock, Swish, Upsample, conv3x3, group_norm,
+                     swish,
                      linear, timestep_embedding)
 
 
@@ -116,7 +116,7 @@ class UNet(nn.Layer):
         return add_class_embedding(temb, t, y, getattr(self, "label_emb", None), self.num_classes)
 
     def forward(self, x, t, y=None):
-        temb = F.silu(self.embed(t, y))   # every block uses swish(temb)
+        temb = swish(self.embed(t, y))   # every block uses swish(temb)
         hs = [self.conv_in(x)]
         for level in self.down:
             for j, block in enumerate(level.block):
@@ -135,4 +135,4 @@ class UNet(nn.Layer):
                     h = level.attn[j](h)
             if level.resample is not None:
                 h = level.resample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(swish(self.norm_out(h)))
