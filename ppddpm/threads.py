@@ -17,9 +17,29 @@ import os
 import sys
 from typing import Optional
 
-_env = os.environ.get("OMP_NUM_THREADS")
-# If Paddle was imported before ppddpm, a "1" may be Paddle's own default, not the user's.
-USER_OMP: Optional[str] = None if ("paddle" in sys.modules and _env == "1") else _env
+def _startup_env(name: str) -> Optional[str]:
+    """The variable as the process was started with (/proc/self/environ, Linux), which
+    Paddle's os.environ writes do not change; None if absent or unreadable."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                key, _, value = item.partition(b"=")
+                if key.decode(errors="replace") == name:
+                    return value.decode(errors="replace")
+    except OSError:
+        pass
+    return None
+
+
+def _user_omp() -> Optional[str]:
+    env = os.environ.get("OMP_NUM_THREADS")
+    if "paddle" not in sys.modules or env != "1":
+        return env   # Paddle, imported first, only ever writes "1"
+    # Paddle was imported first and the value is "1": the user's only if it was there at start.
+    return _startup_env("OMP_NUM_THREADS")
+
+
+USER_OMP: Optional[str] = _user_omp()
 
 
 def available_cores() -> int:

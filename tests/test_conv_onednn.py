@@ -198,17 +198,6 @@ def test_unet_gradients_and_adam_steps_match_paddle_kernels():
     assert losses[2] < losses[0]   # and it trains
 
 
-def test_compute_threads_policy(monkeypatch):
-    from ppddpm import threads
-    monkeypatch.setattr(threads, "available_cores", lambda: 8)
-    monkeypatch.setattr(threads, "USER_OMP", None)
-    assert threads.compute_threads() == 8
-    assert threads.compute_threads(local_ranks=2) == 4    # two ranks share the machine
-    assert threads.compute_threads(local_ranks=16) == 1
-    monkeypatch.setattr(threads, "USER_OMP", "3")          # the user's OMP_NUM_THREADS wins
-    assert threads.compute_threads(local_ranks=2) == 3
-
-
 def test_one_plan_used_from_two_python_threads():
     import threading
     set_conv_backend("onednn")
