@@ -114,9 +114,20 @@ def test_backend_paddle_is_paddles_conv_bit_for_bit():
     x = paddle.randn([2, 16, 8, 8])
     set_conv_backend("paddle")
     np.testing.assert_array_equal(layer(x).numpy(), ref(x).numpy())
-    set_conv_backend("auto")
+    set_conv_backend("onednn")
     assert layer._onednn_plan(x) is not None
     assert _rel(layer(x).numpy(), ref(x).numpy()) < 2e-5
+
+
+def test_auto_leaves_tiny_convs_to_paddle_and_takes_large_ones():
+    set_conv_backend("auto")
+    layer = Conv2d(8, 8, 3, padding=1)
+    tiny = paddle.randn([1, 8, 4, 4])          # 0.02 MFLOP: the call overhead would dominate
+    large = paddle.randn([4, 8, 32, 32])       # 4.7 MFLOP
+    assert layer._onednn_plan(tiny) is None
+    assert layer._onednn_plan(large) is not None
+    set_conv_backend("onednn")                 # forced: every size
+    assert layer._onednn_plan(tiny) is not None
 
 
 def test_switch_errors_name_the_value(monkeypatch):

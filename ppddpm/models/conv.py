@@ -4,10 +4,14 @@ Same parameters, state-dict keys, initialisation and maths as ``nn.Conv2D``; onl
 kernels differ (``ppddpm/onednn.py``). Used for every conv of the networks:
 
 * ``auto`` (default): oneDNN when it applies: dynamic graph, CPU tensors, float32, groups
-  1, no dilation, zero padding, NCHW, and the wheel's oneDNN loads; Paddle's conv otherwise.
+  1, no dilation, zero padding, NCHW, the wheel's oneDNN loads, and the conv has at least
+  ``MIN_FLOPS`` (below that the Python around the call costs more than oneDNN saves:
+  0.07 MFLOP took 391 us against Paddle's 178 us forward+backward, 9.4 MFLOP 782 against
+  1568). Paddle's conv otherwise.
   ``paddle.jit.save`` (the sampling engine) always traces Paddle's conv, because a static
   program is not the dynamic graph.
-* ``onednn``: as auto, but an unusable library is an error instead of a silent fallback.
+* ``onednn``: as auto for every size, and an unusable library is an error instead of a
+  silent fallback.
 * ``paddle``: Paddle's own kernels everywhere (the reference the tests compare against).
 
 Choose with ``set_conv_backend(name)``, ``--conv_backend`` on the run scripts, or the
@@ -26,6 +30,7 @@ from .. import onednn
 from ..config import ConfigError
 
 BACKENDS = ("auto", "onednn", "paddle")
+MIN_FLOPS = 2e6   # auto: forward FLOPs from which oneDNN is faster (crossover 0.6-2.4 MFLOP)
 _backend = os.environ.get("PPDDPM_CONV_BACKEND", "auto").strip().lower() or "auto"
 
 
@@ -82,6 +87,14 @@ def _explicit_padding(layer: nn.Conv2D) -> Optional[list]:
     return pad if len(pad) == 4 else None
 
 
+def _forward_flops(x_shape, w_shape, stride, pad) -> float:
+    n, _, h, w = x_shape
+    o, c, kh, kw = w_shape
+    oh = (h + pad[0] + pad[1] - kh) // stride[0] + 1
+    ow = (w + pad[2] + pad[3] - kw) // stride[1] + 1
+    return 2.0 * n * o * oh * ow * c * kh * kw
+
+
 class Conv2d(nn.Conv2D):
     """nn.Conv2D with oneDNN kernels in the dynamic graph (see the module docstring)."""
 
@@ -95,6 +108,9 @@ class Conv2d(nn.Conv2D):
             return None
         pad = _explicit_padding(self)
         if pad is None or not onednn.available()[0]:
+            return None
+        if _backend == "auto" and _forward_flops(x.shape, self.weight.shape, self._stride,
+                                                 pad) < MIN_FLOPS:
             return None
         return onednn.conv_plan(x.shape, self.weight.shape, self.bias is not None,
                                 list(self._stride), pad)
