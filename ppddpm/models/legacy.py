@@ -42,6 +42,7 @@ import paddle.nn.functional as F
 
 from ..config import ConfigError, ModelConfig
 from .conv import Conv2d
+from .layers import upsample_nearest2x
 
 
 # -- data range helpers -------------------------------------------------------
@@ -107,11 +108,6 @@ class ChannelDropout(nn.Layer):
         if not self.training or self.p == 0.0:
             return x
         return F.dropout2d(x, p=self.p, training=True)
-
-
-def upsample_nearest2x(x):
-    """Nearest 2x upsampling (same values as F.interpolate nearest, but exportable)."""
-    return x.repeat_interleave(2, axis=2).repeat_interleave(2, axis=3)
 
 
 def _conv3(cin, cout, stride=1):
