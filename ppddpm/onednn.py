@@ -94,6 +94,7 @@ class _Library:
         self.lib.dnnl_version.restype = ctypes.POINTER(_Version)
         v = self.lib.dnnl_version().contents
         self.version = (v.major, v.minor, v.patch)
+        self.description = "oneDNN {}.{}.{} at {}".format(*self.version, path)
         if v.major != 3:
             raise OneDNNUnavailable(f"{path} is oneDNN {v.major}.{v.minor}; ppddpm needs 3.x")
         for name, argtypes in _SIGNATURES.items():
@@ -173,11 +174,13 @@ def library() -> _Library:
 
 def available() -> Tuple[bool, str]:
     """(True, "oneDNN x.y.z at <path>") or (False, the reason)."""
+    if _LIB is not None:   # the hot path: asked on every conv call
+        return True, _LIB.description
     try:
         lib = library()
     except OneDNNUnavailable as exc:
         return False, str(exc)
-    return True, "oneDNN {}.{}.{} at {}".format(*lib.version, lib.path)
+    return True, lib.description
 
 
 class _Slot:
