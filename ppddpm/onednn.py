@@ -205,17 +205,23 @@ class _Slot:
                                                _ExecArg(_ARG_DST, mems[1]))
 
 
+def conv_output_shape(x_shape, w_shape, stride, padding) -> list:
+    """[N, O, OH, OW] of a conv; padding is (top, bottom, left, right)."""
+    n, _, h, w = x_shape
+    o, _, kh, kw = w_shape
+    top, bottom, left, right = padding
+    return [n, o, (h + top + bottom - kh) // stride[0] + 1,
+            (w + left + right - kw) // stride[1] + 1]
+
+
 class ConvPlan:
     """Forward and backward primitives of one conv2d configuration."""
 
     def __init__(self, lib: _Library, x_shape, w_shape, has_bias: bool, stride, padding):
         self.lib = lib
-        n, c, h, w = x_shape
-        o, _, kh, kw = w_shape
+        o = w_shape[0]
         top, bottom, left, right = padding
-        oh = (h + top + bottom - kh) // stride[0] + 1
-        ow = (w + left + right - kw) // stride[1] + 1
-        self.y_shape = [n, o, oh, ow]
+        self.y_shape = conv_output_shape(x_shape, w_shape, stride, padding)
         self.x_shape, self.w_shape, self.has_bias = list(x_shape), list(w_shape), has_bias
         plain = {"x": lib.plain_md(x_shape), "w": lib.plain_md(w_shape),
                  "y": lib.plain_md(self.y_shape), "b": lib.plain_md([o])}

@@ -57,11 +57,6 @@ def user_threads() -> Optional[int]:
         return None
 
 
-def sampling_threads() -> int:
-    """Threads for the inference predictor: the user's OMP_NUM_THREADS, else all cores."""
-    return user_threads() or available_cores()
-
-
 def compute_threads(local_ranks: int = 1) -> int:
     """Threads for one training / dygraph process: the user's OMP_NUM_THREADS, else the
     available cores shared among the ``local_ranks`` processes on this machine."""
@@ -74,3 +69,8 @@ def use_compute_threads(local_ranks: int = 1) -> int:
     n = compute_threads(local_ranks)
     paddle.base.core.set_num_threads(n)
     return n
+
+
+def sampling_threads() -> int:
+    """Threads for the inference predictor: the user's OMP_NUM_THREADS, else all cores."""
+    return compute_threads()

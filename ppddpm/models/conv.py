@@ -88,11 +88,9 @@ def _explicit_padding(layer: nn.Conv2D) -> Optional[list]:
 
 
 def _forward_flops(x_shape, w_shape, stride, pad) -> float:
-    n, _, h, w = x_shape
-    o, c, kh, kw = w_shape
-    oh = (h + pad[0] + pad[1] - kh) // stride[0] + 1
-    ow = (w + pad[2] + pad[3] - kw) // stride[1] + 1
-    return 2.0 * n * o * oh * ow * c * kh * kw
+    _, o, oh, ow = onednn.conv_output_shape(x_shape, w_shape, stride, pad)
+    _, c, kh, kw = w_shape
+    return 2.0 * x_shape[0] * o * oh * ow * c * kh * kw
 
 
 class Conv2d(nn.Conv2D):

@@ -13,8 +13,7 @@ import paddle
 import paddle.nn as nn
 
 from .layers import (AttnBlock, add_class_embedding, Downsample, ResBlock, Swish, Upsample, conv3x3, group_norm,
-                     swish,
-                     linear, timestep_embedding)
+                     linear, swish, timestep_embedding)
 
 
 def check_common(cfg, name: str) -> None:
