@@ -117,38 +117,12 @@ def run_convert(args, cfg: Config) -> None:
     _say(args, f"wrote {out} ({'EMA' if args.convert_ema else 'raw'} weights of iteration {iters})")
 
 
-def _sampling_setup(args, cfg: Config):
-    from .diffusion import GaussianDiffusion
-    from .images import parse_num_images
-    from .pretrained import load_pretrained
-    from .sampling import build_sampler, image_shape
-
-    n, rows, cols = parse_num_images(cfg.sample.num_images)
-    path = args.pretrained_path
-    if not path:
-        raise CheckpointError("denoise needs --pretrained_path (an inference file, training "
-                              "checkpoint or original .pdparam)")
+def sampling_setup(args, cfg: Config):
+    """The command line's side of sample_setup.prepare_sampling (shared with --mode eval)."""
+    from .sample_setup import prepare_sampling
     expect = cfg.model if any(o.startswith("model.") for o in args.override) else None
-    model, diffusion, file_cfg = load_pretrained(path, map_config=expect)
-    if args.var_type is not None and args.var_type != diffusion.var_type.value:
-        diffusion = GaussianDiffusion(diffusion.betas, diffusion.mean_type, args.var_type,
-                                      diffusion.loss_type)
-    try:
-        sampler = build_sampler(diffusion, cfg.sample)
-    except ValueError as exc:
-        raise ConfigError(f"sampler settings: {exc}") from None
-    model = _engine(args, model, image_shape(file_cfg.model))
-    return model, sampler, image_shape(file_cfg.model), (n, rows, cols)
-
-
-def _engine(args, model, shape):
-    """--engine: auto uses the Paddle Inference predictor on CPU (dygraph on GPU)."""
-    import paddle
-    from .engine import make_engine
-    kind = args.engine
-    if kind == "auto" and (paddle.get_device().startswith("gpu") or list(shape) == [2, 1, 1]):
-        kind = "dygraph"  # also for the 2-D toy MLP: its dygraph is ~2x faster than the predictor
-    return make_engine(model, kind, image_shape=shape)
+    return prepare_sampling(cfg, args.pretrained_path, engine=args.engine,
+                            var_type=args.var_type, map_config=expect)
 
 
 def run_denoise(args, cfg: Config) -> None:
@@ -158,7 +132,8 @@ def run_denoise(args, cfg: Config) -> None:
 
     dist.init_distributed()
 
-    model, sampler, shape, (n, rows, cols) = _sampling_setup(args, cfg)
+    setup = sampling_setup(args, cfg)
+    model, sampler, shape, (n, rows, cols) = setup.model, setup.sampler, setup.shape, setup.grid
     batch = cfg.sample.batchsize or cfg.train.batchsize
     out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
     _say(args, f"sampling {n} images of {shape} with {sampler_description(sampler)}, batch {batch}")

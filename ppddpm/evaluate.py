@@ -151,7 +151,7 @@ def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, fol
 
 def _generate_for_eval(args, cfg: Config):
     """(ImageSource or None on other ranks, info dict) from --pretrained_path."""
-    from .cli import _sampling_setup
+    from .cli import sampling_setup
     from .metrics.features import from_array
     from .sampling import sampler_description
 
@@ -160,7 +160,8 @@ def _generate_for_eval(args, cfg: Config):
                               "--samples (a folder or .npz of images to evaluate)")
     if args.num_samples < 1:
         raise ConfigError(f"--num_samples must be >= 1, got {args.num_samples}")
-    model, sampler, shape, _ = _sampling_setup(args, cfg)
+    setup = sampling_setup(args, cfg)
+    model, sampler, shape = setup.model, setup.sampler, setup.shape
     n, batch, s = args.num_samples, cfg.sample.batchsize or cfg.train.batchsize, cfg.sample
     desc = sampler_description(sampler)
     meta = {"pretrained_path": os.path.abspath(args.pretrained_path),

@@ -1,0 +1,59 @@
+"""Everything sampling needs from a weights file, shared by ``--mode denoise`` (cli.py) and
+``--mode eval`` (evaluate.py): the network wrapped in its engine, the sampler the config asks
+for, the image shape the file was trained at, and the N-R-C grid of the request.
+
+Takes a Config and plain arguments, never the command line's namespace.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence, Tuple
+
+from .config import Config, ConfigError
+from .errors import CheckpointError
+
+
+class SamplingSetup(NamedTuple):
+    model: object                 # model(x, t, y=None): an engine or the dygraph network
+    sampler: object               # a ppddpm.samplers.Sampler
+    shape: list                   # [C, H, W] of one image, as the file's config says
+    grid: Tuple[int, int, int]    # (N, rows, cols) of sample.num_images
+    file_config: Config           # the config stored in (or read off) the weights file
+
+
+def choose_engine_kind(kind: str, shape: Sequence[int]) -> str:
+    """``auto``: the dynamic graph on a GPU and for the 2-D toy MLP (whose dygraph is about
+    2x faster than the predictor); otherwise the predictor (engine.make_engine decides)."""
+    import paddle
+    if kind == "auto" and (paddle.get_device().startswith("gpu") or list(shape) == [2, 1, 1]):
+        return "dygraph"
+    return kind
+
+
+def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = "auto",
+                     var_type: Optional[str] = None, map_config=None) -> SamplingSetup:
+    """Load ``pretrained_path`` and build what ``cfg.sample`` asks for.
+
+    ``map_config``: the network the caller expects (a ModelConfig), or None to take the
+    file's; ``var_type``: a reverse-process variance that replaces the file's.
+    """
+    from .diffusion import GaussianDiffusion
+    from .engine import make_engine
+    from .images import parse_num_images
+    from .pretrained import load_pretrained
+    from .sampling import build_sampler, image_shape
+
+    grid = parse_num_images(cfg.sample.num_images)
+    if not pretrained_path:
+        raise CheckpointError("sampling needs --pretrained_path (an inference file, training "
+                              "checkpoint or original .pdparam)")
+    model, diffusion, file_cfg = load_pretrained(pretrained_path, map_config=map_config)
+    if var_type is not None and var_type != diffusion.var_type.value:
+        diffusion = GaussianDiffusion(diffusion.betas, diffusion.mean_type, var_type,
+                                      diffusion.loss_type)
+    try:
+        sampler = build_sampler(diffusion, cfg.sample)
+    except ValueError as exc:
+        raise ConfigError(f"sampler settings: {exc}") from None
+    shape = image_shape(file_cfg.model)
+    model = make_engine(model, choose_engine_kind(engine, shape), image_shape=shape)
+    return SamplingSetup(model, sampler, shape, grid, file_cfg)
