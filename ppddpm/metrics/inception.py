@@ -253,10 +253,16 @@ def cache_path_for(pth_path: str) -> str:
 
 
 def _read_cache(path: str):
-    """(state, source digest) of a ppddpm Inception cache, or None if it is not one."""
+    """(state, source digest) of a ppddpm Inception cache, or None if it is not one.
+
+    Read through the allow-list unpickler: a cache whose pickle asks for code raises
+    UnsafeFileError instead of being run (or silently rebuilt)."""
+    from ..safeload import UnsafeFileError, load_paddle_file
     try:
-        obj = paddle.load(path, return_numpy=True)
-    except Exception:  # truncated or foreign file: paddle raises many types
+        obj = load_paddle_file(path, return_numpy=True)
+    except UnsafeFileError:
+        raise
+    except Exception:  # truncated or foreign file: unpickling raises many types
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("state"), dict) or "source_sha256" not in obj:
         return None
