@@ -41,31 +41,39 @@ class UnsafeFileError(PPDDPMError):
     """A pickle asks for a global that ppddpm does not build (it could run code)."""
 
 
+class _Refused(Exception):
+    """Raised inside the unpickler; load_pickle words it with the file's name."""
+
+    def __init__(self, what: str, why: str = ""):
+        super().__init__(what)
+        self.what, self.why = what, why
+
+
 def _reconstruct(subtype, shape, dtype_code):
     """numpy's array rebuild (``ndarray.__reduce__``), for plain ndarrays only."""
     if subtype is not np.ndarray:
-        raise pickle.UnpicklingError(f"array subtype {subtype!r} is not numpy.ndarray")
+        raise _Refused("numpy.core.multiarray._reconstruct", f"of a {subtype!r}")
     return np.ndarray.__new__(np.ndarray, shape, dtype_code)
 
 
 def _dtype(*args):
     dt = np.dtype(*args)
     if dt.hasobject:
-        raise pickle.UnpicklingError("arrays of Python objects are not loaded")
+        raise _Refused("numpy.dtype", "of Python objects")
     return dt
 
 
 def _scalar(dtype, data=None):
     """numpy's scalar rebuild (``numpy.core.multiarray.scalar``) for non-object dtypes."""
     if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
-        raise pickle.UnpicklingError("a numpy scalar of Python objects is not loaded")
+        raise _Refused("numpy.core.multiarray.scalar", "of Python objects")
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
 def _latin1_encode(text, encoding="latin1"):
     """``_codecs.encode`` as protocol-2 pickles use it to store bytes."""
-    if not isinstance(text, str) or encoding.replace("-", "").replace("_", "") != "latin1":
-        raise pickle.UnpicklingError("_codecs.encode is only loaded for latin1 text")
+    if not isinstance(text, str) or str(encoding).replace("-", "").replace("_", "") != "latin1":
+        raise _Refused("_codecs.encode", f"with encoding {str(encoding)[:20]!r}")
     return text.encode("latin1")
 
 
@@ -73,15 +81,11 @@ class _TensorEval:
     """Stands in for ``builtins.eval``: Paddle pickles a DenseTensor as
     ``eval('data', {'data': array})``; that exact call returns the array, any other is refused."""
 
-    def __init__(self, source: str):
-        self.source = source
-
     def __call__(self, expr, namespace=None, *rest):
         if (expr == "data" and not rest and isinstance(namespace, dict)
                 and set(namespace) == {"data"} and isinstance(namespace["data"], np.ndarray)):
             return namespace["data"]
-        raise UnsafeFileError(_refusal(self.source, "builtins.eval",
-                                       f"called on {str(expr)[:60]!r}, not Paddle's tensor form"))
+        raise _Refused("builtins.eval", f"of {str(expr)[:60]!r} (not Paddle's tensor form)")
 
 
 def _generator_state():
@@ -95,7 +99,6 @@ ALLOWED_GLOBALS: Dict[Tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "tuple"): tuple, ("builtins", "list"): list, ("builtins", "dict"): dict,
     ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
-    ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset,
     ("_codecs", "encode"): _latin1_encode,
     ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _dtype,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
@@ -106,24 +109,26 @@ ALLOWED_GLOBALS: Dict[Tuple[str, str], Any] = {
 }
 
 
-def _refusal(source: str, what: str, why: str = "") -> str:
+def _refusal(source: str, what: str, why: str) -> str:
     return (f"refused to load {source}: its pickle asks for {what}{' ' + why if why else ''}, "
             "which could run code; ppddpm loads only numpy arrays, Paddle tensors and plain "
             "values from .pdparam/.pdparams/CIFAR-10 files (use a .safetensors file, or "
             "re-save the weights where you trust the code)")
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    def __init__(self, fh: BinaryIO, source: str, encoding: str):
-        super().__init__(fh, encoding=encoding)
-        self.source = source
+# Python 2 module names that protocol 0-2 pickles use (pickle maps them only in the
+# find_class this class replaces).
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
+
+class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
+        module = _PY2_MODULES.get(module, module)
         if (module, name) == ("builtins", "eval"):
-            return _TensorEval(self.source)
+            return _TensorEval()
         found = ALLOWED_GLOBALS.get((module, name))
         if found is None:
-            raise UnsafeFileError(_refusal(self.source, f"{module}.{name}"))
+            raise _Refused(f"{module}.{name}")
         return found[0]() if isinstance(found, tuple) else found
 
     def persistent_load(self, pid):
@@ -136,10 +141,14 @@ def load_pickle(src: Union[str, bytes], source: str = None, encoding: str = "lat
     Raises UnsafeFileError for a refused global; a damaged pickle raises what ``pickle``
     raises (UnpicklingError, EOFError, ValueError, ...) for the caller to word.
     """
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return _SafeUnpickler(io.BytesIO(src), source or "<bytes>", encoding).load()
-    with open(src, "rb") as fh:
-        return _SafeUnpickler(fh, source or str(src), encoding).load()
+    source = source or (str(src) if isinstance(src, str) else "<bytes>")
+    try:
+        if isinstance(src, (bytes, bytearray, memoryview)):
+            return _SafeUnpickler(io.BytesIO(src), encoding=encoding).load()
+        with open(src, "rb") as fh:
+            return _SafeUnpickler(fh, encoding=encoding).load()
+    except _Refused as refused:
+        raise UnsafeFileError(_refusal(source, refused.what, refused.why)) from None
 
 
 # ---- paddle.load's post-processing ------------------------------------------------------
