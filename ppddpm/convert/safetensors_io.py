@@ -57,36 +57,42 @@ def looks_like_safetensors(path: str) -> bool:
 
 
 def read_safetensors(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
-    """Return ({name: array}, metadata) in file order. BF16 tensors come back as float32.
+    """Return ({name: array}, metadata), names sorted. BF16 tensors come back as float32.
 
     Raises CheckpointError naming the file for a truncated or malformed file.
     """
     st = _package()
+    if not os.path.isfile(path):
+        raise CheckpointError(f"cannot read {path}: no such file")
+    tensors: Dict[str, np.ndarray] = {}
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        with st.safe_open(path, framework="numpy") as f:   # validates the whole header
+            metadata = f.metadata() or {}
+            bf16 = []
+            for name in f.keys():
+                dtype = f.get_slice(name).get_dtype()
+                if dtype not in DTYPES:
+                    raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype}, which "
+                                          f"ppddpm does not read (readable: {sorted(DTYPES)})")
+                if dtype == "BF16":          # no numpy dtype: read its raw bytes below
+                    bf16.append(name)
+                else:
+                    tensors[name] = f.get_tensor(name)
+        if bf16:
+            with open(path, "rb") as fh:
+                raw = dict(st.deserialize(fh.read()))
+            for name in bf16:
+                tensors[name] = _bf16_to_f32(np.frombuffer(raw[name]["data"], "<u2")
+                                             .reshape(raw[name]["shape"]))
+    except CheckpointError:
+        raise
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        entries = st.deserialize(data)
     except Exception as exc:   # SafetensorError, and whatever a future version raises
         why = " ".join(str(exc).split())[:200]
         raise CheckpointError(f"{path} is not a valid safetensors file: {why} "
                               "(truncated or damaged? download it again)") from None
-    # The package has validated the header, so it parses; take its order and metadata.
-    n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + n].decode("utf-8"))
-    metadata = header.pop("__metadata__", None) or {}
-    tensors: Dict[str, np.ndarray] = {}
-    for name, info in entries:
-        dtype = info["dtype"]
-        if dtype not in DTYPES:
-            raise CheckpointError(f"{path}: tensor {name!r} has dtype {dtype}, which ppddpm "
-                                  f"does not read (readable: {sorted(DTYPES)})")
-        arr = np.frombuffer(info["data"], dtype=np.dtype(DTYPES[dtype])).reshape(info["shape"])
-        tensors[name] = _bf16_to_f32(arr) if dtype == "BF16" else arr.copy()
-    ordered = {k: tensors[k] for k in header if k in tensors}
-    return ordered, {str(k): str(v) for k, v in metadata.items()}
+    return {k: tensors[k] for k in sorted(tensors)}, {str(k): str(v) for k, v in metadata.items()}
 
 
 def write_safetensors(path: str, tensors: Mapping[str, np.ndarray],
