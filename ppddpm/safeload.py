@@ -53,7 +53,7 @@ def _reconstruct(subtype, shape, dtype_code):
     """numpy's array rebuild (``ndarray.__reduce__``), for plain ndarrays only."""
     if subtype is not np.ndarray:
         raise _Refused("numpy.core.multiarray._reconstruct", f"of a {subtype!r}")
-    return np.ndarray.__new__(np.ndarray, shape, dtype_code)
+    return np.ndarray.__new__(np.ndarray, shape, _dtype(dtype_code))
 
 
 def _dtype(*args):

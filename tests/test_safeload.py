@@ -90,7 +90,8 @@ def test_only_paddles_exact_tensor_eval_is_allowed(tmp_path):
 
 
 def test_numpy_object_arrays_are_refused_numbers_are_not():
-    for value in (np.array([1, "a"], dtype=object), np.array([os.system], dtype=object)):
+    hand_made = Call(np.ndarray.__reduce__(np.zeros(1))[0], np.ndarray, (0,), "O")
+    for value in (np.array([1, "a"], dtype=object), np.array([os.system], dtype=object), hand_made):
         with pytest.raises(UnsafeFileError, match="numpy.dtype of Python objects"):
             load_pickle(pickle.dumps({"v": value}), source="f.pdparam")
     back = load_pickle(pickle.dumps({"v": np.float64(2.5), "i": np.int32(-3)}))
