@@ -113,6 +113,8 @@ def run_convert(args, cfg: Config) -> None:
     file_cfg = Config.from_dict(ckpt["config"], strict=False) if "config" in ckpt else cfg
     iters = int(ckpt["ckpt_idx"]) + 1
     out = inference_path(cfg.train.ckpt_dir, cfg.train.ckpt_prefix, iters, ema=args.convert_ema)
+    if getattr(args, "convert_format", None) == "safetensors" and not out.endswith(".safetensors"):
+        out = os.path.splitext(out)[0] + ".safetensors"   # the extension picks the format
     save_inference_file(out, ckpt[entry], ckpt["betas"], ckpt.get("options"), file_cfg)
     _say(args, f"wrote {out} ({'EMA' if args.convert_ema else 'raw'} weights of iteration {iters})")
 

@@ -114,6 +114,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         p.add_argument(f"--{flag}", type=typ, default=None, help=f"{text} [config: {key}]")
     from .evaluate import add_eval_args
     add_eval_args(p)
+    p.add_argument("--convert_format", choices=("pdparam", "safetensors"), default=None,
+                   help="convert: write the inference file as a paddle.save .pdparam (loadable "
+                        "by the original reproduction) or as .safetensors (no pickle: safe to "
+                        "share); default: the output name's extension (.pdparam)")
     return p
 
 

@@ -1,6 +1,7 @@
 """Inference files: write them atomically, and load any known weight file ready to sample.
 
-``load_pretrained`` reads three kinds of ``paddle.save`` dicts:
+``load_pretrained`` reads a ppddpm ``.safetensors`` inference file, or three kinds of
+``paddle.save`` dicts (through the allow-list loader, ppddpm.safeload):
   * a ppddpm inference file: {"model", "betas", "options", "config", "version"};
   * a ppddpm training checkpoint (has "config"): its EMA weights ("model_ema");
   * a file of the original reproduction (no "config"): the network is recognised
@@ -10,6 +11,7 @@ The file's config rebuilds the network, so no architecture flag is ever repeated
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Mapping, NamedTuple, Optional, Union
 
 import numpy as np
@@ -27,7 +29,9 @@ LEGACY_IGNORED = {"norm_groups", "norm_eps", "time_freq_shift"}
 
 def save_inference_file(path: str, model_state: Mapping, betas, options: Optional[Mapping],
                         config: Union[Config, Mapping]) -> str:
-    """Write {"model", "betas", "options", "config", "version"} to ``path`` atomically.
+    """Write {"model", "betas", "options", "config", "version"} to ``path`` atomically:
+    a paddle.save pickle (loadable by the original reproduction), or a safetensors file
+    (weights as tensors, the rest as JSON metadata) when ``path`` ends in .safetensors.
 
     ``model_state`` holds tensors or arrays (stored as numpy arrays, which the original
     reproduction's ``set_state_dict`` also accepts); ``config`` is a Config or its dict.
@@ -43,7 +47,20 @@ def save_inference_file(path: str, model_state: Mapping, betas, options: Optiona
         raise ConfigError("the config saved with an inference file needs a 'model' section")
     obj = {"model": {k: as_numpy(v) for k, v in model_state.items()}, "betas": betas,
            "options": dict(options or {}), "config": cfg, "version": __version__}
+    if str(path).lower().endswith(".safetensors"):
+        from .convert.safetensors_io import write_inference_safetensors
+        return write_inference_safetensors(path, obj)
     return atomic_save(obj, path)
+
+
+def read_weight_file(path: str) -> dict:
+    """The dict of a weight file: a .safetensors inference file, or a pickle-based
+    .pdparam(s) read through the allow-list loader (never code from the file)."""
+    from .convert.safetensors_io import looks_like_safetensors, read_inference_safetensors
+    from .train.checkpoint import load_checkpoint
+    if os.path.isfile(path) and looks_like_safetensors(path):
+        return read_inference_safetensors(path)
+    return load_checkpoint(path)
 
 
 def _model_cfg(value) -> ModelConfig:
@@ -119,9 +136,7 @@ def load_pretrained(path: str, map_config=None):
     from .diffusion import GaussianDiffusion
     from .models import build_model
     from .models.state import load_state_strict
-    from .train.checkpoint import load_checkpoint
-
-    obj = load_checkpoint(path)
+    obj = read_weight_file(path)
     wf = resolve_weight_file(obj, path)
     cfg, betas = wf.config, wf.betas
     if map_config is not None:

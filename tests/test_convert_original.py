@@ -59,7 +59,7 @@ def test_cli_refuses_truncated_file(tmp_path):
     src.write_bytes(data[: len(data) // 3])
     out = tmp_path / "out.pdparam"
     res = run_cli("--from", "original", "--src", str(src), "--out", str(out))
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert f"{src}" in res.stderr and "truncated or corrupt" in res.stderr
     assert not out.exists()
@@ -73,7 +73,7 @@ def test_cli_refuses_mismatched_file(tmp_path):
     paddle.save({"model": state, "options": {}, "betas": tiny_betas()}, str(src))
     out = tmp_path / "out.pdparam"
     res = run_cli("--from", "original", "--src", str(src), "--out", str(out))
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert "ppddpm.convert: error: " in res.stderr
     assert ("ups.1.conv2.3.weight: model expects [64, 64, 3, 3], checkpoint has [64, 64, 1, 1]"
@@ -93,12 +93,12 @@ def test_cli_help_and_bad_arguments():
 def test_main_reports_wrong_source_kind(tmp_path, capsys):
     src = tmp_path / "orig.pdparam"
     write_original_file(src, "fpn", training=True)
-    assert main(["--from", "training", "--src", str(src), "--out", str(tmp_path / "o")]) == 1
+    assert main(["--from", "training", "--src", str(src), "--out", str(tmp_path / "o")]) == 2
     assert "use `--from original`" in capsys.readouterr().err
     assert main(["--from", "original", "--src", str(tmp_path / "missing.pdparam"),
-                 "--out", str(tmp_path / "o")]) == 1
+                 "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["--from", "diffusers", "--src", str(src), "--out", str(tmp_path / "o")]) == 1
+    assert main(["--from", "diffusers", "--src", str(src), "--out", str(tmp_path / "o")]) == 2
     assert "must be a diffusers model folder" in capsys.readouterr().err
 
 

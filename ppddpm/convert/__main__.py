@@ -9,7 +9,9 @@ DESCRIPTION = """\
 Convert weights into a ppddpm inference file: a paddle.save dict holding the
 network's weights ("model"), the noise schedule ("betas"), the original flags
 ("options") and the full ppddpm config ("config"), so that sampling needs no
-architecture flags. Every tensor is checked, name for name and shape for shape,
+architecture flags. An --out name ending in .safetensors writes a safetensors
+file instead: the weights as tensors, config/betas/options as JSON metadata
+(no pickle, so it is safe to share and to load from strangers). Every tensor is checked, name for name and shape for shape,
 against the network the config builds; nothing is silently dropped.
 
 sources (--from):
@@ -32,12 +34,17 @@ examples:
   python -m ppddpm.convert --from training --src ckpts/cifar10_ckpt_iter_40000.pdparam \\
       --out ckpts/ddpm_cifar10_i40000_ema.pdparam
   python -m ppddpm.convert --from diffusers --src ddpm-cifar10-32/unet --out ddpm_cifar10.pdparam
+  python -m ppddpm.convert --from original --src ckpts/ddpm_cifar10_i800000_ema.pdparam \\
+      --out ckpts/ddpm_cifar10_ema.safetensors
 
 Load the result with ppddpm.load_pretrained(path) or pass it as --pretrained_path.
 Note: the original's CIFAR-10 UNet was trained on images in [0,1]; its converted
 model keeps that (model.data_range) and ppddpm's samplers map its samples to [-1,1].
-Exit status: 0 on success, 1 on a conversion error (one message, no traceback),
-2 on bad arguments.
+.pdparam sources are read through ppddpm's allow-list unpickler: a file whose
+pickle asks for anything but arrays, Paddle tensors and plain values is refused
+before anything in it runs.
+Exit status: 0 on success, 2 on bad arguments or a conversion error (one
+message, no traceback).
 """
 
 
@@ -50,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--src", required=True, metavar="PATH",
                     help="source file (original, training) or folder (diffusers)")
     ap.add_argument("--out", required=True, metavar="FILE",
-                    help="inference file to write (written atomically; folders are created)")
+                    help="inference file to write (written atomically; folders are created): "
+                         "a paddle.save .pdparam, or a .safetensors file when the name ends "
+                         "in .safetensors")
     ap.add_argument("--weights", choices=("ema", "raw"), default="ema",
                     help="original/training checkpoints: write the EMA weights (default) or "
                          "the raw training weights (the non-EMA twin)")
@@ -75,7 +84,7 @@ def main(argv=None) -> int:
             raise PPDDPMError(f"cannot write {args.out!r}: {exc}") from None
     except PPDDPMError as exc:
         print(f"ppddpm.convert: error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     cfg = result["config"]["model"]
     print(f"wrote {path}: {cfg['arch']} (ch={cfg['ch']}, ch_mult={cfg['ch_mult']}), "
           f"{len(result['model'])} tensors, T={len(result['betas'])}")

@@ -51,9 +51,15 @@ def _where_to_put(data_dir: str) -> str:
 
 
 def decode_batch(raw: bytes, name: str) -> Tuple[np.ndarray, np.ndarray]:
-    """One pickled batch -> (uint8 [N,3,32,32], int64 [N])."""
+    """One pickled batch -> (uint8 [N,3,32,32], int64 [N]).
+
+    Unpickled through the allow-list (ppddpm.safeload): a batch whose pickle asks for
+    anything but numpy arrays and plain values raises UnsafeFileError, nothing runs."""
+    from ..safeload import UnsafeFileError, load_pickle
     try:
-        d = pickle.loads(raw, encoding="latin1")
+        d = load_pickle(raw, source=f"CIFAR-10 batch {name}", encoding="latin1")
+    except UnsafeFileError:
+        raise
     except Exception as exc:  # truncated/garbage pickles raise many types
         raise ValueError(f"{name} does not unpickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(d, dict):

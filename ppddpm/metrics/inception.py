@@ -253,10 +253,16 @@ def cache_path_for(pth_path: str) -> str:
 
 
 def _read_cache(path: str):
-    """(state, source digest) of a ppddpm Inception cache, or None if it is not one."""
+    """(state, source digest) of a ppddpm Inception cache, or None if it is not one.
+
+    Read through the allow-list unpickler: a cache whose pickle asks for code raises
+    UnsafeFileError instead of being run (or silently rebuilt)."""
+    from ..safeload import UnsafeFileError, load_paddle_file
     try:
-        obj = paddle.load(path, return_numpy=True)
-    except Exception:  # truncated or foreign file: paddle raises many types
+        obj = load_paddle_file(path, return_numpy=True)
+    except UnsafeFileError:
+        raise
+    except Exception:  # truncated or foreign file: unpickling raises many types
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("state"), dict) or "source_sha256" not in obj:
         return None
@@ -276,7 +282,6 @@ def load_inception(path: str, cache: bool = True) -> Tuple[FIDInceptionV3, str]:
     if not os.path.isfile(path):
         raise InceptionWeightsError(f"Inception weights file {path} does not exist: "
                                     + how_to_get_weights())
-    model = FIDInceptionV3()
     if path.endswith(".pdparams"):
         found = _read_cache(path)
         if found is None:
@@ -290,12 +295,14 @@ def load_inception(path: str, cache: bool = True) -> Tuple[FIDInceptionV3, str]:
         if found is not None and found[1] == digest:
             state = found[0]
         else:
+            model = FIDInceptionV3()
             load_torch_state(model, read_pth(path), path)
             state = None
             if cache:
                 atomic_save({"state": {k: v.numpy() for k, v in model.state_dict().items()},
                              "source_sha256": digest}, cached)
-    if state is not None:
+    if state is not None:   # built after the cache is read: a refused file fails fast
+        model = FIDInceptionV3()
         load_torch_state_paddle(model, state, path)
     model.eval()
     return model, digest

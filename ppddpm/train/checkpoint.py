@@ -36,16 +36,22 @@ def atomic_save(obj: Any, path: str) -> str:
 
 
 def load_checkpoint(path: str, return_numpy: bool = False) -> dict:
-    """paddle.load a checkpoint dict, turning every failure into a CheckpointError.
+    """Load a checkpoint dict as paddle.load would, through the allow-list unpickler
+    (ppddpm.safeload), turning every failure into a CheckpointError (an UnsafeFileError
+    for a pickle that asks for code).
 
     ``return_numpy=True`` gives numpy arrays instead of tensors (paddle.load's flag).
     """
+    from ..safeload import UnsafeFileError, load_paddle_file
+
     if not path or not os.path.isfile(path):
         what = "is a folder, not a file" if path and os.path.isdir(path) else "does not exist"
         raise CheckpointError(f"checkpoint {path!r} {what}; check the path "
                               "(--resume_ckpt_path / --pretrained_path)")
     try:
-        obj = paddle.load(path, return_numpy=return_numpy)
+        obj = load_paddle_file(path, return_numpy=return_numpy)
+    except UnsafeFileError:
+        raise
     except Exception as exc:  # paddle raises EOFError, ValueError, UnpicklingError...
         raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt and cannot be "
                               f"read ({type(exc).__name__}: {exc}); use another checkpoint "
