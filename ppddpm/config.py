@@ -155,7 +155,8 @@ def _read_yaml(path: str, seen=()) -> dict:
     except OSError as exc:  # a folder, no permission, an I/O error
         raise ConfigError(f"config file {path!r} cannot be read: {exc.strerror or exc}") from None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. 2000-40-50 read as a date
-        raise ConfigError(f"config file {path!r} is not valid YAML: {exc}; quote values such "
+        reason = " ".join(str(exc).split())   # one line: YAML's messages span several
+        raise ConfigError(f"config file {path!r} is not valid YAML: {reason}; quote values such "
                           "as num_images: \"2000-40-50\"") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path!r} must hold sections (data:, model:, ...)")

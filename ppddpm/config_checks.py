@@ -145,6 +145,14 @@ def check_betas(cfg: Config) -> None:
         raise ConfigError(f"{label('diffusion.beta_schedule')}={d.beta_schedule!r} gives betas from "
                           f"{betas.min():g} to {betas.max():g}; every beta must lie in (0, 1) "
                           "(beta = 1 leaves no signal to recover); choose another schedule")
+    abar_end = float(np.prod(1.0 - betas))
+    if not (abar_end > 0 and np.isfinite(np.float32(1.0 / np.sqrt(abar_end)))):
+        # x0 = x_t / sqrt(abar) - sqrt(1/abar - 1) eps (Ho et al. eq. 4 solved for x0), in float32
+        raise ConfigError(f"{label('diffusion.beta_schedule')}={d.beta_schedule!r} with "
+                          f"{label('diffusion.beta_end')}={d.beta_end!r} over {d.num_diffusion_steps} "
+                          f"steps drives alpha-bar_T to {abar_end:.3g}, which leaves no signal: "
+                          "1/sqrt(alpha-bar_T) overflows float32 and samples turn to NaN; lower "
+                          "beta_end or num_diffusion_steps")
 
 
 def check_model(m: ModelConfig) -> None:
