@@ -164,11 +164,10 @@ def check_model(m: ModelConfig) -> None:
         if m.resolution % down:
             raise ConfigError(f"model.resolution must be divisible by {down} = 2^(len(ch_mult) - 1) "
                               f"for model.ch_mult={m.ch_mult} (arch {m.arch!r}), got {m.resolution}")
-        groups = 32 if m.arch in LEGACY_ARCHS else m.norm_groups   # the legacy nets fix 32
-        if m.ch % groups:
-            raise ConfigError(f"model.ch must be a multiple of {groups} (GroupNorm groups, "
-                              f"{'fixed by' if m.arch in LEGACY_ARCHS else 'model.norm_groups of'} "
-                              f"arch {m.arch!r}), got {m.ch}")
+        # every GroupNorm sees ch or a multiple of it; the legacy nets fix 32 groups
+        groups = "32 (GroupNorm(32)" if m.arch in LEGACY_ARCHS else f"model.norm_groups={m.norm_groups} (GroupNorm"
+        if m.ch % (32 if m.arch in LEGACY_ARCHS else m.norm_groups):
+            raise ConfigError(f"model.ch must be a multiple of {groups} in arch {m.arch!r}), got {m.ch}")
         if m.arch != "legacy_fpn":                 # legacy_fpn has no attention
             reachable = sorted({m.resolution >> i for i in range(max(len(m.ch_mult), 1))})
             unreachable = [r for r in m.attn_resolutions or [] if r not in reachable]

@@ -67,7 +67,7 @@ CASES = [
     (["-o", "model.ch=0"], ["model.ch", "0", ">= 1"]),
     (["-o", "model.ch=1.5"], ["model.ch=1.5", "integer"]),
     (["-o", "model.ch=true"], ["model.ch=True", "integer"]),
-    (["-o", "model.ch=48"], ["model.ch", "48", "multiple of 32", "norm_groups"]),
+    (["-o", "model.ch=48"], ["model.ch", "48", "multiple of model.norm_groups=32"]),
     (["-o", "model.resolution=0"], ["model.resolution", "0", ">= 1"]),
     (["-o", "model.resolution=33"], ["model.resolution", "33", "divisible by 2"]),
     (["-o", "model.ch_mult=[1,0]"], ["model.ch_mult", "[1, 0]", "positive"]),
