@@ -230,10 +230,11 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
             run_convert(args, cfg)
         elif mode in ("eval", "fid_stats"):
             from .evaluate import run_eval, run_fid_stats
-            if mode == "eval":   # results (and partial samples) go to sample_dir or --eval_out
+            if mode == "eval":   # results (and partial samples) go to sample_dir or --eval_out;
+                # tested and left uncreated: eval makes nothing before its own early checks pass
                 eval_out = [("--eval_out", os.path.dirname(args.eval_out))] if args.eval_out else []
                 prepare_output_dirs(eval_out if args.samples and eval_out else
-                                    output_folders(cfg, "eval", extra=eval_out))
+                                    output_folders(cfg, "eval", extra=eval_out), keep=False)
             (run_eval if mode == "eval" else run_fid_stats)(args, cfg)
         else:
             run_denoise(args, cfg)

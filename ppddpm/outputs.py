@@ -19,9 +19,14 @@ class OutputDirError(PPDDPMError):
     """An output folder cannot be created or written to."""
 
 
-def prepare_output_dir(path: str, label: str = "output folder") -> str:
-    """Create ``path`` (and its parents) and write, fsync and delete a small file in it."""
+def prepare_output_dir(path: str, label: str = "output folder", keep: bool = True) -> str:
+    """Create ``path`` (and its parents) and write, fsync and delete a small file in it.
+    ``keep=False`` removes again the folders it created (the writers make them when needed)."""
     folder = path or "."   # an empty setting means the current folder (os.path.join("", name))
+    created, parent = [], os.path.abspath(folder)
+    while not os.path.lexists(parent):   # deepest first
+        created.append(parent)
+        parent = os.path.dirname(parent)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
@@ -42,10 +47,12 @@ def prepare_output_dir(path: str, label: str = "output folder") -> str:
     finally:
         if probe is not None and os.path.exists(probe):
             os.remove(probe)
+        for made in created if not keep else []:
+            os.rmdir(made)
     return folder
 
 
-def prepare_output_dirs(folders: Iterable[Tuple[str, str]]) -> None:
+def prepare_output_dirs(folders: Iterable[Tuple[str, str]], keep: bool = True) -> None:
     """``prepare_output_dir`` for every (label, path); the first failure raises."""
     for label, path in folders:
-        prepare_output_dir(path, label)
+        prepare_output_dir(path, label, keep)

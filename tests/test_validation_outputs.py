@@ -102,3 +102,16 @@ def test_empty_path_means_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert prepare_output_dir("", "--x") == "."
     assert os.listdir(tmp_path) == []
+
+
+def test_eval_tests_its_folder_but_leaves_nothing_behind(work, capsys):
+    """eval writes nothing before its own early checks pass: the folder is write-tested and
+    removed again (here the run then stops at the missing Inception weights or data)."""
+    run_main(work, "--mode", "eval", "--num_samples", "4", "--sample_dir", str(work / "e" / "f"))
+    assert not (work / "e").exists()
+
+
+def test_keep_false_removes_only_the_folders_it_made(tmp_path):
+    (tmp_path / "old").mkdir()
+    prepare_output_dir(str(tmp_path / "old" / "new" / "deeper"), "--x", keep=False)
+    assert os.listdir(tmp_path) == ["old"] and os.listdir(tmp_path / "old") == []
