@@ -210,10 +210,14 @@ def _to_int(value: Any) -> int:
     """An integer, or a float/str that is one; 1.5, True and lists are refused."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise TypeError(value)
-    number = float(value) if isinstance(value, (float, str)) else value
-    if isinstance(number, float) and not number.is_integer():
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            value = float(value)   # "64.0" is an integer; "abc" raises
+    if isinstance(value, float) and not value.is_integer():
         raise ValueError(value)
-    return int(number)
+    return int(value)
 
 
 def parse_bool(value: Any, name: str = "value") -> bool:
