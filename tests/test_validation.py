@@ -9,15 +9,17 @@ import subprocess
 import sys
 from dataclasses import fields
 
+import numpy as np
 import paddle
 import pytest
 
 from helpers_cli import ROOT
 from ppddpm.cli import main
 from ppddpm.config import Config, ConfigError, apply_overrides, load_config
-from ppddpm.config_checks import RANGES, check_model, checked_sampler, output_folders
+from ppddpm.config_checks import RANGES, SCHEDULE_USES, check_model, checked_sampler, output_folders
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.models import build_model
+from ppddpm.schedules import get_beta_schedule
 
 TINY = """\
 base: {root}/configs/cifar10.yaml
@@ -258,3 +260,12 @@ def test_run_scripts_print_one_line_without_traceback(script_runs, work, i):
     assert SUBPROCESS_CASES[i][2] in err
     assert not os.path.exists(work / "ckpts") and not os.path.exists(work / "toy_out")
     assert not os.path.exists(work / "full") or os.listdir(work / "full") == []
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULE_USES))
+def test_schedule_uses_table_matches_the_schedules(name):
+    """A beta is checked exactly when the schedule reads it: changing it changes the betas."""
+    base = get_beta_schedule(name, 100, 0.001, 0.02)
+    moved = {"beta_start": get_beta_schedule(name, 100, 0.002, 0.02),
+             "beta_end": get_beta_schedule(name, 100, 0.001, 0.03)}
+    assert {k for k, b in moved.items() if not np.array_equal(b, base)} == set(SCHEDULE_USES[name])
