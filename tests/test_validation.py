@@ -14,7 +14,8 @@ import paddle
 import pytest
 
 from helpers_cli import ROOT
-from ppddpm.cli import main
+from ppddpm.cli import main, resolve_config
+from ppddpm.cli_args import build_parser
 from ppddpm.config import Config, ConfigError, apply_overrides, load_config
 from ppddpm.config_checks import RANGES, SCHEDULE_USES, check_model, checked_sampler, output_folders
 from ppddpm.diffusion import GaussianDiffusion
@@ -36,6 +37,7 @@ BAD_FILES = {
     "int_list.yaml": "train: {batchsize: [1, 2]}\n",
     "unknown_key.yaml": "train: {lr_max: 1}\n",
     "binary.yaml": "\0\1\2",
+    "nan_lr.yaml": "train: {lr: .nan}\n",
 }
 
 # (argv, words the one error line must hold). {d} is this module's work folder.
@@ -91,6 +93,7 @@ CASES = [
     (["--config", "{d}/top_list.yaml"], ["top_list.yaml", "sections"]),
     (["--config", "{d}/int_list.yaml"], ["train.batchsize=[1, 2]", "integer"]),
     (["--config", "{d}/unknown_key.yaml"], ["train.lr_max", "unknown"]),
+    (["--config", "{d}/nan_lr.yaml"], ["--lr / train.lr must be a finite number, got nan"]),
     (["--config", "{d}/binary.yaml"], ["binary.yaml", "not valid YAML"]),
     (["--config", "{d}"], ["cannot be read", "Is a directory"]),
     (["--config", "/proc/self/mem"], ["/proc/self/mem", "cannot be read"]),
@@ -161,6 +164,14 @@ def test_valid_edge_values_pass(override):
     extra = ["model.ch_mult=[1,2,2,2,2,2]"] if "attn" in override else []
     cfg = apply_overrides(load_config(os.path.join(ROOT, "configs", "cifar10.yaml")), extra + [override])
     checked_sampler(GaussianDiffusion.from_config(cfg.diffusion), cfg.sample)
+
+
+def test_overrides_and_flags_are_checked_together(work):
+    """-o values are checked with the flags that follow them, not on their own."""
+    argv = ["-o", "diffusion.beta_start=0.3", "--beta_end", "0.5",
+            "-o", "model.learn_sigma=true", "--var_type", "learned_range"]
+    cfg = resolve_config(build_parser("test").parse_args(argv), str(work / "tiny.yaml"))
+    assert (cfg.diffusion.beta_start, cfg.diffusion.beta_end, cfg.model.learn_sigma) == (0.3, 0.5, True)
 
 
 def test_valid_edge_values_train_and_sample(tmp_path, capsys):
