@@ -129,7 +129,7 @@ def _sampling_setup(args, cfg: Config):
     from .diffusion import GaussianDiffusion
     from .images import parse_num_images
     from .pretrained import load_pretrained
-    from .sampling import image_shape
+    from .sampling import build_sampler, image_shape
 
     n, rows, cols = parse_num_images(cfg.sample.num_images)
     path = args.pretrained_path
@@ -141,7 +141,10 @@ def _sampling_setup(args, cfg: Config):
     if args.var_type is not None and args.var_type != diffusion.var_type.value:
         diffusion = GaussianDiffusion(diffusion.betas, diffusion.mean_type, args.var_type,
                                       diffusion.loss_type)
-    sampler = checked_sampler(diffusion, cfg.sample)
+    try:
+        sampler = build_sampler(diffusion, cfg.sample)
+    except ValueError as exc:
+        raise ConfigError(f"sampler settings: {exc}") from None
     model = _engine(args, model, image_shape(file_cfg.model))
     return model, sampler, image_shape(file_cfg.model), (n, rows, cols)
 
