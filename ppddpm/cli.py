@@ -9,13 +9,15 @@ import numpy as np
 
 from .cli_args import build_parser, overrides_from_args
 from .config import Config, ConfigError, apply_overrides, load_config, set_value, validate
+from .config_checks import checked_sampler, output_folders
+from .outputs import prepare_output_dirs
 from .errors import CheckpointError, PPDDPMError
 
 
 def resolve_config(args, default_config: str, preset: Sequence[str] = ()) -> Config:
     """YAML, then the script's preset (e.g. the DDIM sampler), then -o overrides, then flags."""
     cfg = load_config(args.config or default_config)
-    apply_overrides(cfg, list(preset) + list(args.override))
+    apply_overrides(cfg, list(preset) + list(args.override), check=False)  # checked with the flags
     for key, value in overrides_from_args(args):
         set_value(cfg, key, value)
     validate(cfg)
@@ -74,6 +76,11 @@ def run_train(args, cfg: Config, resume: bool) -> None:
             raise CheckpointError(f"{ckpt_path} is not a ppddpm training checkpoint (it lacks "
                                   "'config' or 'ckpt_idx'); convert it with python -m ppddpm.convert")
         compare_model_configs(Config.from_dict(ckpt["config"], strict=False).model, cfg.model, ckpt_path)
+    # Before the first iteration: the grids' sampler and every output folder (write-tested).
+    draws_samples = cfg.train.sample_interval > 0 or is_toy(cfg.data.dataset)
+    if draws_samples:
+        checked_sampler(GaussianDiffusion.from_config(cfg.diffusion), cfg.sample)
+    prepare_output_dirs(output_folders(cfg, "train", draws_samples))
     paddle.seed(cfg.train.seed)  # the initial weights
     model = build_model(cfg.model)
     diffusion = GaussianDiffusion.from_config(cfg.diffusion)
@@ -106,6 +113,7 @@ def run_convert(args, cfg: Config) -> None:
     if src is None:
         raise CheckpointError(f"no training checkpoint to convert in {cfg.train.ckpt_dir!r}; "
                               "pass --resume_ckpt_path")
+    prepare_output_dirs(output_folders(cfg, "convert"))
     ckpt = load_checkpoint(src)
     entry = "model_ema" if args.convert_ema else "model"
     if entry not in ckpt or "ckpt_idx" not in ckpt:
@@ -133,6 +141,7 @@ def run_denoise(args, cfg: Config) -> None:
     from .train import dist
 
     dist.init_distributed()
+    prepare_output_dirs(output_folders(cfg, "denoise"))
 
     setup = sampling_setup(args, cfg)
     model, sampler, shape, (n, rows, cols) = setup.model, setup.sampler, setup.shape, setup.grid
@@ -201,6 +210,11 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
             run_convert(args, cfg)
         elif mode in ("eval", "fid_stats"):
             from .evaluate import run_eval, run_fid_stats
+            if mode == "eval":   # results (and partial samples) go to sample_dir or --eval_out;
+                # tested and left uncreated: eval makes nothing before its own early checks pass
+                eval_out = [("--eval_out", os.path.dirname(args.eval_out))] if args.eval_out else []
+                prepare_output_dirs(eval_out if args.samples and eval_out else
+                                    output_folders(cfg, "eval", extra=eval_out), keep=False)
             (run_eval if mode == "eval" else run_fid_stats)(args, cfg)
         else:
             run_denoise(args, cfg)

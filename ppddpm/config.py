@@ -152,14 +152,23 @@ def _read_yaml(path: str, seen=()) -> dict:
             raw = yaml.safe_load(fh) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} does not exist") from None
+    except OSError as exc:  # a folder, no permission, an I/O error
+        raise ConfigError(f"config file {path!r} cannot be read: {exc.strerror or exc}") from None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: e.g. 2000-40-50 read as a date
-        raise ConfigError(f"config file {path!r} is not valid YAML: {exc}; quote values such "
+        reason = " ".join(str(exc).split())   # one line: YAML's messages span several
+        raise ConfigError(f"config file {path!r} is not valid YAML: {reason}; quote values such "
                           "as num_images: \"2000-40-50\"") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path!r} must hold sections (data:, model:, ...)")
     base = raw.pop("base", None)
+    for section, values in raw.items():
+        if values is not None and not isinstance(values, dict):
+            raise ConfigError(f"config file {path!r}: section {section!r} must be a mapping of "
+                              f"key: value lines, got {type(values).__name__} {values!r}")
     if base is None:
         return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path!r}: base must be a file name, got {base!r}")
     base_path = os.path.join(os.path.dirname(os.path.abspath(path)), base)
     if base_path in seen:
         raise ConfigError(f"config {path!r} includes itself through 'base'")
@@ -183,16 +192,32 @@ def _coerce(value: Any, target_type: Any, name: str) -> Any:
     if "List[int]" in t:
         if isinstance(value, str):
             value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
-        return [int(v) for v in value]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(value)
+        return [_to_int(v) for v in value]
     if "bool" in t:
         return parse_bool(value, name)
     if "int" in t:
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        return int(value)
+        return _to_int(value)
+    if isinstance(value, (bool, list, dict)):  # True is not 1.0, a list is not text
+        raise TypeError(value)
     if "float" in t:
         return float(value)
     return str(value)
+
+
+def _to_int(value: Any) -> int:
+    """An integer, or a float/str that is one; 1.5, True and lists are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TypeError(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            value = float(value)   # "64.0" is an integer; "abc" raises
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
 
 
 def parse_bool(value: Any, name: str = "value") -> bool:
@@ -224,7 +249,11 @@ def set_value(cfg: Config, dotted: str, value: Any) -> None:
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"{dotted}={value!r} is not a valid {types[key]}") from None
+        kind = next((text for word, text in (("List[int]", "a list of integers such as [1, 2]"),
+                                             ("int", "an integer"), ("float", "a number"))
+                     if word in str(types[key])), "text")
+        from .config_checks import label
+        raise ConfigError(f"{label(dotted)}={value!r} is not {kind}") from None
 
 
 def _parse_override_value(text: str):
@@ -239,14 +268,16 @@ def _parse_override_value(text: str):
     return text if isinstance(value, (datetime.date, datetime.datetime)) else value
 
 
-def apply_overrides(cfg: Config, overrides: List[str]) -> Config:
-    """Apply ``-o section.key=value`` overrides (the Paddle toolkits' convention)."""
+def apply_overrides(cfg: Config, overrides: List[str], check: bool = True) -> Config:
+    """Apply ``-o section.key=value`` overrides (the Paddle toolkits' convention);
+    ``check=False`` leaves validation to the caller (e.g. after more values are set)."""
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         key, value = item.split("=", 1)
         set_value(cfg, key.strip(), _parse_override_value(value))
-    validate(cfg)
+    if check:
+        validate(cfg)
     return cfg
 
 
@@ -267,14 +298,6 @@ def validate(cfg: Config) -> None:
     _check_choice("train.lr_decay", cfg.train.lr_decay, ("constant", "linear"))
     _check_choice("train.timestep_sampler", cfg.train.timestep_sampler, ("uniform", "loss_aware"))
     _check_choice("train.amp", cfg.train.amp, ("off", "float16", "bfloat16"))
-    for name, v in (("train.batchsize", cfg.train.batchsize),
-                    ("train.training_iters", cfg.train.training_iters),
-                    ("train.accum_steps", cfg.train.accum_steps),
-                    ("diffusion.num_diffusion_steps", cfg.diffusion.num_diffusion_steps)):
-        if v < 1:
-            raise ConfigError(f"{name} must be >= 1, got {v}")
-    if not 0.0 <= cfg.train.ema_decay < 1.0:
-        raise ConfigError(f"train.ema_decay must be in [0, 1), got {cfg.train.ema_decay}")
     learned = cfg.diffusion.var_type in ("learned", "learned_range")
     if learned and not cfg.model.learn_sigma:
         raise ConfigError(f"diffusion.var_type={cfg.diffusion.var_type!r} needs a model "
@@ -282,3 +305,5 @@ def validate(cfg: Config) -> None:
     if cfg.model.learn_sigma and not learned:
         raise ConfigError("model.learn_sigma=true needs diffusion.var_type 'learned' or "
                           f"'learned_range', got {cfg.diffusion.var_type!r}")
+    from .config_checks import check_config   # the range of every value (lazily: it imports this)
+    check_config(cfg)
