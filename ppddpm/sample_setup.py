@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional, Sequence, Tuple
 
-from .config import Config, ConfigError
+from .config import Config
 from .errors import CheckpointError
 
 
@@ -40,7 +40,8 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
     from .engine import make_engine
     from .images import parse_num_images
     from .pretrained import load_pretrained
-    from .sampling import build_sampler, image_shape
+    from .config_checks import checked_sampler
+    from .sampling import image_shape
 
     grid = parse_num_images(cfg.sample.num_images)
     if not pretrained_path:
@@ -50,10 +51,7 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
     if var_type is not None and var_type != diffusion.var_type.value:
         diffusion = GaussianDiffusion(diffusion.betas, diffusion.mean_type, var_type,
                                       diffusion.loss_type)
-    try:
-        sampler = build_sampler(diffusion, cfg.sample)
-    except ValueError as exc:
-        raise ConfigError(f"sampler settings: {exc}") from None
+    sampler = checked_sampler(diffusion, cfg.sample)
     shape = image_shape(file_cfg.model)
     model = make_engine(model, choose_engine_kind(engine, shape), image_shape=shape)
     return SamplingSetup(model, sampler, shape, grid, file_cfg)
