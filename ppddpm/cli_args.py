@@ -69,7 +69,7 @@ CONFIG_FLAGS = {
 def build_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", help="YAML config file (each run script has its own default)")
+    p.add_argument("--config", help="YAML config file")
     p.add_argument("-o", "--override", action="extend", nargs="+", default=[],
                    metavar="SECTION.KEY=VALUE",
                    help="set any config value: -o model.dropout=0.2 train.lr=1e-4 (several "

@@ -117,7 +117,8 @@ def annotate_help(parser: argparse.ArgumentParser, cfg: Optional[Config], defaul
             else action.help
         key = config_key(action)
         if action.dest == "config":
-            text += f" (default: {config_label}; the defaults below are read from this file)"
+            text += f" (default: {config_label}, this script's; the defaults shown below are " \
+                    "read from the file given here)"
         elif key is not None:
             try:
                 value = None if cfg is None else config_value(cfg, key)
