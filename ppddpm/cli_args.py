@@ -149,31 +149,30 @@ def was_given(args: argparse.Namespace, dest: str) -> bool:
     return dest in given if given is not None else getattr(args, dest, None) is not None
 
 
-def overrides_from_args(args: argparse.Namespace) -> list:
-    """``(section.key, value)`` for every config flag given on the command line."""
-    out = []
+def _flag_settings(args: argparse.Namespace):
+    """``(section.key, value, flag)`` for every config flag given on the command line."""
     for flag, (key, _, _) in CONFIG_FLAGS.items():
         if was_given(args, flag):
-            out.append((key, getattr(args, flag)))
+            yield key, getattr(args, flag), flag
     if was_given(args, "batchsize"):  # one flag for both, as in the original scripts
-        out.append(("sample.batchsize", args.batchsize))
+        yield "sample.batchsize", args.batchsize, "batchsize"
     if was_given(args, "loss_type"):
         if args.loss_type == "noisepred":
-            out += [("diffusion.mean_type", "eps"), ("diffusion.loss_type", "mse")]
+            yield "diffusion.mean_type", "eps", "loss_type"
+            yield "diffusion.loss_type", "mse", "loss_type"
         else:
-            out.append(("diffusion.loss_type", args.loss_type))
-    return out
+            yield "diffusion.loss_type", args.loss_type, "loss_type"
+
+
+def overrides_from_args(args: argparse.Namespace) -> list:
+    """``(section.key, value)`` for every config flag given on the command line."""
+    return [(key, value) for key, value, _ in _flag_settings(args)]
 
 
 def explicit_settings(args: argparse.Namespace) -> dict:
     """``{section.key: how the command line set it}`` for every config key given by a flag or
     ``-o``, e.g. ``{"diffusion.num_diffusion_steps": "--num_diffusion_steps 50"}``."""
-    out = {}
-    for item in args.override:
-        key = item.split("=", 1)[0].strip()
-        out[key] = f"-o {item}"
-    flag_of = {key: flag for flag, (key, _, _) in CONFIG_FLAGS.items()}
-    for key, value in overrides_from_args(args):
-        flag = flag_of.get(key, "batchsize" if key == "sample.batchsize" else "loss_type")
+    out = {item.split("=", 1)[0].strip(): f"-o {item}" for item in args.override}
+    for key, _, flag in _flag_settings(args):
         out[key] = f"--{flag} {getattr(args, flag)}"
     return out

@@ -1,20 +1,22 @@
 """The command line in two phases, so that ``--help`` shows what each flag really defaults to.
 
-Phase 1 reads only ``--config`` and ``-o`` and resolves the script's config as a run with no
-other flag would (the YAML, the script's preset such as the DDIM sampler, the overrides).
+When ``--help`` is asked for, phase 1 reads only ``--config`` and ``-o`` and resolves the
+script's config as a run with no other flag would (the YAML, the script's preset such as the DDIM sampler, the overrides).
 Phase 2 builds the full parser (cli_args.build_parser) and writes into every flag's help the
 value it takes from that config, with the config key, ``true|false`` for booleans, and one
 default per flag. The rules read only the parser and CONFIG_FLAGS, so flags added later get
 the same treatment without work of their own.
 
-``args.given`` holds the destinations typed on the command line, found by parsing argv a
-second time with every default suppressed (never guessed from a value being None).
+``args.given`` lists the destinations typed on the command line, found by parsing argv a
+second time with every default suppressed (never guessed from a value being None). It is a
+sorted list, since the namespace is stored as the checkpoints' ``options``.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import warnings
 from typing import Optional, Sequence
 
 from .cli_args import CONFIG_FLAGS, build_parser
@@ -29,14 +31,19 @@ def parse_command_line(description: str, default_config: str, preset: Sequence[s
                        default_mode: str = "train",
                        argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
-    shown = shown_config(argv, default_config, preset)
+    shown = shown_config(argv, default_config, preset) if asks_for_help(argv) else None
     parser = build_parser(describe_script(description, preset, default_mode))
     label = os.path.join(os.path.basename(os.path.dirname(default_config)),
                          os.path.basename(default_config))
     annotate_help(parser, shown, default_mode, label)
     args = parser.parse_args(argv)
-    args.given = given_dests(parser, argv)
+    args.given = sorted(given_dests(parser, argv))
     return args
+
+
+def asks_for_help(argv: Sequence[str]) -> bool:
+    """-h, --help or an abbreviation of it (argparse accepts --he)."""
+    return any(a == "-h" or (len(a) > 3 and "--help".startswith(a)) for a in argv)
 
 
 def describe_script(description: Optional[str], preset: Sequence[str], default_mode: str) -> str:
@@ -56,9 +63,11 @@ def shown_config(argv: Sequence[str], default_config: str, preset: Sequence[str]
     peek.add_argument("-o", "--override", action="extend", nargs="+", default=[])
     known, _ = peek.parse_known_args(argv)
     empty = build_parser("").parse_args([])
-    empty.config, empty.override, empty.given = known.config, known.override, set()
+    empty.config, empty.override, empty.given = known.config, known.override, []
     try:
-        return resolve_config(empty, default_config, preset)
+        with warnings.catch_warnings():   # the run itself warns, if it comes to that
+            warnings.simplefilter("ignore")
+            return resolve_config(empty, default_config, preset)
     except (PPDDPMError, ValueError, OSError):
         return None
 
@@ -94,7 +103,8 @@ def format_value(value) -> str:
 
 
 def is_boolean(action: argparse.Action) -> bool:
-    return getattr(action.type, "__name__", "") in ("_bool", "parse_bool") or action.type is parse_bool
+    """Flags typed by cli_args._bool or config.parse_bool (read by name: the former is private)."""
+    return getattr(action.type, "__name__", "") in ("_bool", parse_bool.__name__)
 
 
 def config_key(action: argparse.Action) -> Optional[str]:
@@ -113,8 +123,9 @@ def annotate_help(parser: argparse.ArgumentParser, cfg: Optional[Config], defaul
             action.default = default_mode
         if is_boolean(action):
             action.metavar = "true|false"   # nargs "?" flags print it in brackets
-        text = (action.help or "").replace("%", "%%") if "%(" not in (action.help or "") \
-            else action.help
+        text = action.help or ""
+        if "%(" not in text:   # argparse %-formats help: keep literal percent signs
+            text = text.replace("%", "%%")
         key = config_key(action)
         if action.dest == "config":
             text += f" (default: {config_label}, this script's; the defaults shown below are " \

@@ -101,3 +101,40 @@ def test_celeba_ddim_script_given_a_cifar10_model(weights, tmp_path):
     assert Image.open(sample / "sample_ddim_cifar10_test.png").size == grid_size(2, 2)
     assert sorted(os.listdir(sample)) == ["sample_ddim_celeba_hq_test.png",
                                           "sample_ddim_cifar10_test.png"]
+
+
+def test_bars_on_a_terminal_include_the_toy_demos_final_sampling(tmp_path):
+    """On a terminal (a pseudo-terminal here) training and the demo's final sampling draw bars;
+    Paddle's own log lines stay out of them."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    env.pop("GLOG_minloglevel", None)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run_toy.py"), "--training_iters",
+                             "20", "--ckpt_interval", "0", "--num_images", "100-10-10",
+                             "--respacing", "10", "--batchsize", "64"],
+                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:   # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=300) == 0
+    os.close(master)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert "train: 100%" in text and "\r" in text
+    assert "DDPMSampler" in text           # the final sampling's steps
+    assert "wrote " in text and "sample_iter20.png" in text
+    assert not any(line[:1] in "IW" and line[1:5].isdigit() for line in text.splitlines())

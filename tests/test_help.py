@@ -107,3 +107,18 @@ def test_help_shows_the_config_defaults(script, capsys, monkeypatch):
     if ddim:
         assert "(default: ddim; config: sample.sampler)" in blocks["--sampler"][1]
         assert "preselects sample.sampler=ddim, --mode denoise" in text
+
+
+def test_no_two_scripts_write_the_same_sample_files():
+    """Each run script's default grid ({sample_dir}/sample_{postfix}.png) is its own."""
+    seen = {}
+    for script in SCRIPTS:
+        config, ddim = script_settings(script)
+        cfg = load_config(config)
+        sampler = "ddim" if ddim else cfg.sample.sampler
+        target = (os.path.normpath(cfg.sample.sample_dir),
+                  cfg.sample.sample_postfix.replace("{sampler}", sampler))
+        assert target not in seen, f"{os.path.basename(script)} and {seen.get(target)} both " \
+                                   f"write {target}"
+        seen[target] = os.path.basename(script)
+    assert len(seen) == len(SCRIPTS) >= 5
