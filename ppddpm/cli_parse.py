@@ -36,6 +36,7 @@ def parse_command_line(description: str, default_config: str, preset: Sequence[s
     label = os.path.join(os.path.basename(os.path.dirname(default_config)),
                          os.path.basename(default_config))
     annotate_help(parser, shown, default_mode, label)
+    one_line_errors(parser)
     args = parser.parse_args(argv)
     args.given = sorted(given_dests(parser, argv))
     return args
@@ -44,6 +45,13 @@ def parse_command_line(description: str, default_config: str, preset: Sequence[s
 def asks_for_help(argv: Sequence[str]) -> bool:
     """-h, --help or an abbreviation of it (argparse accepts --he)."""
     return any(a == "-h" or (len(a) > 3 and "--help".startswith(a)) for a in argv)
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """A bad flag gets one line and status 2, not the 40-line usage."""
+    def error(message: str):
+        parser.exit(2, f"error: {message} (python {parser.prog} --help lists every flag)\n")
+    parser.error = error
 
 
 def describe_script(description: Optional[str], preset: Sequence[str], default_mode: str) -> str:

@@ -117,8 +117,8 @@ def test_bars_on_a_terminal_include_the_toy_demos_final_sampling(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
     env.pop("GLOG_minloglevel", None)
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run_toy.py"), "--training_iters",
-                             "20", "--ckpt_interval", "0", "--num_images", "100-10-10",
-                             "--respacing", "10", "--batchsize", "64"],
+                             "10", "--ckpt_interval", "0", "--num_images", "50-5-10",
+                             "--respacing", "5", "--batchsize", "64"],
                             cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=slave,
                             stderr=slave)
     os.close(slave)
@@ -136,5 +136,18 @@ def test_bars_on_a_terminal_include_the_toy_demos_final_sampling(tmp_path):
     text = b"".join(chunks).decode("utf-8", "replace")
     assert "train: 100%" in text and "\r" in text
     assert "DDPMSampler" in text           # the final sampling's steps
-    assert "wrote " in text and "sample_iter20.png" in text
+    assert "wrote " in text and "sample_iter10.png" in text
     assert not any(line[:1] in "IW" and line[1:5].isdigit() for line in text.splitlines())
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--nrow", "two"], "--nrow: invalid int value: 'two'"),
+    (["--show", "maybe"], "--show"),
+    (["--device", "tpu"], "--device: invalid choice: 'tpu'"),
+])
+def test_bad_flag_values_get_one_line(argv, needle, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(CIFAR, "t", argv=argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: argument ") and needle in err[0] and "--help" in err[0]
