@@ -16,6 +16,16 @@ def _bool(value: str) -> bool:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
 # flag -> (config key or None, type, help). Defaults come from the YAML file.
 CONFIG_FLAGS = {
     # data
@@ -126,7 +136,7 @@ def add_output_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("device and sample output")
     g.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                    help="where to run; auto: the GPU when Paddle sees one, else the CPU")
-    g.add_argument("--nrow", type=int, default=None,
+    g.add_argument("--nrow", type=_positive_int, default=None,
                    help="denoise: images per row of the grid; the rows follow from N of "
                         "--num_images (which may then be just N, e.g. --num_images 50 --nrow 10; "
                         "default: C of N-R-C, or a near-square grid for a bare N)")

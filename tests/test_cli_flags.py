@@ -142,6 +142,7 @@ def test_bars_on_a_terminal_include_the_toy_demos_final_sampling(tmp_path):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--nrow", "two"], "--nrow: invalid int value: 'two'"),
+    (["--nrow", "0"], "--nrow: must be >= 1, got 0"),
     (["--show", "maybe"], "--show"),
     (["--device", "tpu"], "--device: invalid choice: 'tpu'"),
 ])
@@ -151,3 +152,11 @@ def test_bad_flag_values_get_one_line(argv, needle, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert done.value.code == 2 and len(err) == 1, err
     assert err[0].startswith("error: argument ") and needle in err[0] and "--help" in err[0]
+
+
+def test_display_detection():
+    from ppddpm.grid_output import display_available
+    assert not display_available({}, "linux")
+    assert display_available({"DISPLAY": ":0"}, "linux")
+    assert display_available({"WAYLAND_DISPLAY": "wayland-0"}, "linux")
+    assert display_available({}, "darwin") and display_available({}, "win32")
