@@ -143,7 +143,8 @@ def annotate_help(parser: argparse.ArgumentParser, cfg: Optional[Config], defaul
                 value = None if cfg is None else config_value(cfg, key)
             except AttributeError:   # a key this version's config does not have
                 value = None
-            if cfg is not None and "default" not in text.lower() or value is not None:
+            # A value, or "not set" unless the help already says what happens without one.
+            if value is not None or (cfg is not None and "default" not in text.lower()):
                 shown = format_value(value).replace("%", "%%")
                 text += f" (default: {shown}; config: {key})"
             else:
