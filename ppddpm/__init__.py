@@ -1,7 +1,12 @@
 """ppddpm: denoising diffusion models (DDPM, DDIM, Improved DDPM) in PaddlePaddle."""
 __version__ = "0.1.0"
 
+import os  # noqa: E402
 import warnings  # noqa: E402
+
+# Before Paddle loads: its C++ INFO and WARNING lines (glog) would break the progress bars
+# (progress.py); errors still print, and GLOG_minloglevel=0 brings the rest back.
+os.environ.setdefault("GLOG_minloglevel", "2")
 
 # Paddle warns about a missing C++ compiler cache at import; it concerns only custom ops.
 warnings.filterwarnings("ignore", message="No ccache found")

@@ -7,16 +7,19 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .cli_args import build_parser, overrides_from_args
+from .cli_args import explicit_settings, overrides_from_args, was_given
 from .config import Config, ConfigError, apply_overrides, load_config, set_value, validate
 from .config_checks import checked_sampler, output_folders
 from .outputs import prepare_output_dirs
 from .errors import CheckpointError, PPDDPMError
+from .progress import bars_wanted
 
 
-def resolve_config(args, default_config: str, preset: Sequence[str] = ()) -> Config:
-    """YAML, then the script's preset (e.g. the DDIM sampler), then -o overrides, then flags."""
-    cfg = load_config(args.config or default_config)
+def resolve_config(args, default_config: str, preset: Sequence[str] = (),
+                   base: Optional[Config] = None) -> Config:
+    """YAML (or ``base``, e.g. a checkpoint's config), then the script's preset (e.g. the DDIM
+    sampler), then -o overrides, then flags."""
+    cfg = base if base is not None else load_config(args.config or default_config)
     apply_overrides(cfg, list(preset) + list(args.override), check=False)  # checked with the flags
     for key, value in overrides_from_args(args):
         set_value(cfg, key, value)
@@ -27,13 +30,22 @@ def resolve_config(args, default_config: str, preset: Sequence[str] = ()) -> Con
 
 
 def _set_device(args) -> str:
-    """GPU when there is one. On the CPU: the thread count (threads.py) and the dygraph
-    conv kernels (--conv_backend, models/conv.py); --low_memory (heap.py)."""
+    """--device (auto: the GPU when there is one). On the CPU: the thread count (threads.py)
+    and the dygraph conv kernels (--conv_backend, models/conv.py); --low_memory (heap.py).
+    Python warnings are printed through the progress bars (progress.py)."""
     import paddle
     from .models.conv import conv_backend, set_conv_backend
+    from .progress import route_warnings_through_bars
     from .threads import use_compute_threads
     from .train.dist import local_world_size
-    device = "gpu" if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0 else "cpu"
+    route_warnings_through_bars()
+    has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    requested = getattr(args, "device", "auto") or "auto"
+    if requested == "gpu" and not has_gpu:
+        why = "this Paddle is built without CUDA" if not paddle.is_compiled_with_cuda() \
+            else "Paddle sees no GPU (check CUDA_VISIBLE_DEVICES and the driver)"
+        raise ConfigError(f"--device gpu: {why}; use --device cpu (or auto)")
+    device = requested if requested != "auto" else ("gpu" if has_gpu else "cpu")
     paddle.set_device(device)
     set_conv_backend(args.conv_backend or conv_backend())
     if device == "cpu":
@@ -75,6 +87,7 @@ def run_train(args, cfg: Config, resume: bool) -> None:
         if "config" not in ckpt or "ckpt_idx" not in ckpt:
             raise CheckpointError(f"{ckpt_path} is not a ppddpm training checkpoint (it lacks "
                                   "'config' or 'ckpt_idx'); convert it with python -m ppddpm.convert")
+        cfg = config_for_resume(args, ckpt, ckpt_path)  # the run's own config, then the flags
         compare_model_configs(Config.from_dict(ckpt["config"], strict=False).model, cfg.model, ckpt_path)
     # Before the first iteration: the grids' sampler and every output folder (write-tested).
     draws_samples = cfg.train.sample_interval > 0 or is_toy(cfg.data.dataset)
@@ -88,7 +101,7 @@ def run_train(args, cfg: Config, resume: bool) -> None:
         raise CheckpointError(f"{ckpt_path} was trained with other betas than this config "
                               "gives; resume with the config it was trained with")
     dataset = build_dataset(cfg.data)
-    trainer = Trainer(cfg, model, diffusion, dataset, options=vars(args), progress=not args.quiet)
+    trainer = Trainer(cfg, model, diffusion, dataset, options=vars(args), progress=bars_wanted(args.quiet))
     if ckpt is not None:
         trainer.load_state(ckpt, ckpt_path)
         _say(args, f"resuming {ckpt_path} at iteration {trainer.iteration}")
@@ -104,25 +117,52 @@ def run_train(args, cfg: Config, resume: bool) -> None:
         final_report(trainer, lambda message: _say(args, message))
 
 
+def config_for_resume(args, ckpt: dict, ckpt_path: str) -> Config:
+    """The checkpoint's config in place of the YAML, then this command line's -o and flags;
+    a change of the model, the diffusion or the image shape is refused (resume_config.py)."""
+    from .resume_config import check_resume_overrides
+    file_cfg = Config.from_dict(ckpt["config"], strict=False)
+    cfg = resolve_config(args, "", base=Config.from_dict(ckpt["config"], strict=False))
+    check_resume_overrides(file_cfg, cfg, explicit_settings(args), ckpt_path)
+    return cfg
+
+
+def convert_output_path(args, cfg: Config, src: str, iters: int) -> str:
+    """--pretrained_path when given (the original's convert command), else the automatic
+    name; never the training checkpoint being read, nor any other training checkpoint."""
+    from .train.checkpoint import inference_path
+    out = args.pretrained_path or inference_path(cfg.train.ckpt_dir, cfg.train.ckpt_prefix,
+                                                 iters, ema=args.convert_ema)
+    same = os.path.exists(out) and os.path.samefile(out, src)
+    if same or "_ckpt_iter_" in os.path.basename(out):
+        raise CheckpointError(f"convert would write over the training checkpoint {out}"
+                              f"{' it reads' if same else ''}; give --pretrained_path another "
+                              "file name (e.g. ckpts/ddpm_cifar10_i800000_ema.pdparam)")
+    return out
+
+
 def run_convert(args, cfg: Config) -> None:
     from .pretrained import save_inference_file
-    from .train.checkpoint import inference_path, load_checkpoint
+    from .train.checkpoint import load_checkpoint
     from .train.trainer import find_resume_checkpoint
 
     src = find_resume_checkpoint(cfg, args.resume_ckpt_path)
     if src is None:
         raise CheckpointError(f"no training checkpoint to convert in {cfg.train.ckpt_dir!r}; "
                               "pass --resume_ckpt_path")
-    prepare_output_dirs(output_folders(cfg, "convert"))
     ckpt = load_checkpoint(src)
     entry = "model_ema" if args.convert_ema else "model"
     if entry not in ckpt or "ckpt_idx" not in ckpt:
         raise CheckpointError(f"{src} has no {entry!r} or 'ckpt_idx' entry; is it a training checkpoint?")
     file_cfg = Config.from_dict(ckpt["config"], strict=False) if "config" in ckpt else cfg
     iters = int(ckpt["ckpt_idx"]) + 1
-    out = inference_path(cfg.train.ckpt_dir, cfg.train.ckpt_prefix, iters, ema=args.convert_ema)
-    if getattr(args, "convert_format", None) == "safetensors" and not out.endswith(".safetensors"):
+    out = convert_output_path(args, cfg, src, iters)
+    if getattr(args, "convert_format", None) == "safetensors" and not args.pretrained_path \
+            and not out.endswith(".safetensors"):
         out = os.path.splitext(out)[0] + ".safetensors"   # the extension picks the format
+    folder = os.path.dirname(os.path.abspath(out))
+    prepare_output_dirs(output_folders(cfg, "convert") if not args.pretrained_path
+                        else [("--pretrained_path", folder)])
     save_inference_file(out, ckpt[entry], ckpt["betas"], ckpt.get("options"), file_cfg)
     _say(args, f"wrote {out} ({'EMA' if args.convert_ema else 'raw'} weights of iteration {iters})")
 
@@ -136,8 +176,10 @@ def sampling_setup(args, cfg: Config):
 
 
 def run_denoise(args, cfg: Config) -> None:
+    from .grid_output import grid_layout, maybe_grey, sample_paths, show_image
     from .images import save_grid, save_individual, save_npz, save_sequence
     from .sampling import generate, generate_sequence, sampler_description
+    from .script_match import match_file_to_script
     from .train import dist
 
     dist.init_distributed()
@@ -145,25 +187,34 @@ def run_denoise(args, cfg: Config) -> None:
 
     setup = sampling_setup(args, cfg)
     model, sampler, shape, (n, rows, cols) = setup.model, setup.sampler, setup.shape, setup.grid
+    note = match_file_to_script(setup.file_config, cfg, args.pretrained_path,
+                                postfix_given=was_given(args, "sample_postfix"))
+    if note and dist.is_main():
+        print(note, file=sys.stderr, flush=True)
+    rows, cols = grid_layout(n, rows, cols, args.nrow)
+    grey = lambda images: maybe_grey(images, args.to_grayscale)
     batch = cfg.sample.batchsize or cfg.train.batchsize
     out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
+    paths = sample_paths(out_dir, postfix, args.save_path)
     _say(args, f"sampling {n} images of {shape} with {sampler_description(sampler)}, batch {batch}")
     if list(shape) == [2, 1, 1]:  # 2-D points (toy sets): scatter, GIF and quality JSON
         from .toy_output import run_toy_denoise
         return run_toy_denoise(args, cfg, model, sampler, lambda message: _say(args, message))
-    progress = not args.quiet
+    progress = bars_wanted(args.quiet)
     if args.sequence:
         if not dist.is_main():
             return  # a few images: rank 0 draws them alone
+        every = args.sequence_every or cfg.sample.sequence_every
         x0_frames, xt_frames = generate_sequence(model, sampler, n, shape, batch,
-                                                 every=args.sequence_every, seed=cfg.sample.seed,
+                                                 every=every, seed=cfg.sample.seed,
                                                  progress=progress)
-        png = os.path.join(out_dir, f"sequence_{postfix}.png")
-        gif = os.path.join(out_dir, f"sequence_{postfix}.gif")
-        save_sequence(x0_frames, png)
-        save_sequence(xt_frames, os.path.join(out_dir, f"sequence_xt_{postfix}.png"), gif_path=gif,
+        png, gif = paths.sequence, paths.gif
+        save_sequence([grey(f) for f in x0_frames], png)
+        save_sequence([grey(f) for f in xt_frames], paths.sequence_xt, gif_path=gif,
                       gif_layout=(rows, cols))
         _say(args, f"wrote {png} (predicted x0, {len(x0_frames)} frames per image) and {gif}")
+        if args.show:
+            show_image(png, lambda message: print(message, flush=True))
         return
     # Under paddle.distributed each rank draws a contiguous share of the images; image i
     # depends only on (seed, i), so the set is the same whatever the number of ranks.
@@ -173,11 +224,13 @@ def run_denoise(args, cfg: Config) -> None:
     images = dist.gather_to_main(mine, n)
     if not dist.is_main():
         return
-    path = save_grid(images, os.path.join(out_dir, f"sample_{postfix}.png"), rows, cols)
+    path = save_grid(grey(images), paths.grid, rows, cols)
     _say(args, f"wrote {path}")
+    if args.show:
+        show_image(path, lambda message: print(message, flush=True))
     if args.save_individual:
         folder = os.path.join(out_dir, postfix)
-        save_individual(images, folder)
+        save_individual(grey(images), folder)
         _say(args, f"wrote {n} PNGs to {folder}/")
     if args.save_npz:
         _say(args, f"wrote {save_npz(images, os.path.join(out_dir, postfix + '.npz'))}")
@@ -197,7 +250,8 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
          default_mode: str = "train", argv: Optional[Sequence[str]] = None) -> int:
     """Parse the command line and run one mode. Errors a user can fix exit with status 2
     and a one-line message, without a traceback."""
-    args = build_parser(description).parse_args(argv)
+    from .cli_parse import parse_command_line
+    args = parse_command_line(description, default_config, preset, default_mode, argv)
     mode = args.mode or default_mode
     if mode == "train" and args.resume:
         mode = "resume"

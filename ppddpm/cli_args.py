@@ -16,6 +16,16 @@ def _bool(value: str) -> bool:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
 # flag -> (config key or None, type, help). Defaults come from the YAML file.
 CONFIG_FLAGS = {
     # data
@@ -33,7 +43,8 @@ CONFIG_FLAGS = {
                  "paper's CIFAR-10 choice) | fixed_small (posterior) | learned | learned_range"),
     # training
     "batchsize": ("train.batchsize", int, "training batch size (global, over all ranks) and "
-                  "sampling batch size (default sample.batchsize, else train.batchsize)"),
+                  "sampling batch size (without it, sampling uses sample.batchsize when set, "
+                  "else train.batchsize)"),
     "training_iters": ("train.training_iters", int, "total training iterations"),
     "lr": ("train.lr", float, "Adam learning rate after warm-up"),
     "warmup_steps": ("train.warmup_steps", int, "linear learning-rate warm-up iterations"),
@@ -52,7 +63,7 @@ CONFIG_FLAGS = {
     # sampling
     "sample_dir": ("sample.sample_dir", str, "folder for sample images"),
     "num_images": ("sample.num_images", str, "N-R-C: N images in a grid of R rows and C columns "
-                   "(N must equal R*C), e.g. 64-8-8 or 400-20-20"),
+                   "(N must equal R*C), e.g. 64-8-8 or 400-20-20; or just N (see --nrow)"),
     "sample_postfix": ("sample.sample_postfix", str, "samples go to {sample_dir}/sample_{postfix}.png"),
     "sampler": ("sample.sampler", str, "ddpm (ancestral) | ddim"),
     "stride": ("sample.stride", int, "DDIM: use every stride-th timestep (1000/10 = 100 steps)"),
@@ -68,9 +79,11 @@ CONFIG_FLAGS = {
 def build_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", help="YAML config file (each run script has its own default)")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="set any config value, e.g. -o model.dropout=0.2 (repeatable)")
+    p.add_argument("--config", help="YAML config file")
+    p.add_argument("-o", "--override", action="extend", nargs="+", default=[],
+                   metavar="SECTION.KEY=VALUE",
+                   help="set any config value: -o model.dropout=0.2 train.lr=1e-4 (several "
+                        "after one -o, as in PaddleDetection/PaddleSeg/PaddleClas; -o repeats too)")
     p.add_argument("--mode", choices=MODES,
                    help="train: train from scratch; resume: continue training; convert: write "
                         "the EMA inference file of a training checkpoint; denoise: sample from "
@@ -85,7 +98,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--sequence", type=_bool, default=False,
                    help="denoise: draw the progressive generation (predicted x0 over time, one "
                         "row per image) and an animated GIF instead of the final samples")
-    p.add_argument("--sequence_every", type=int, default=None,
+    p.add_argument("--sequence_every", "--interval", type=int, default=None,
                    help="steps between frames of --sequence (default: about 20 frames)")
     p.add_argument("--save_individual", type=_bool, default=False,
                    help="denoise: also write every image as its own PNG under "
@@ -111,28 +124,69 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         "128 KiB mmap threshold, ppddpm/heap.py): lower peak memory (CIFAR-10 "
                         "training: 1.29 instead of 1.43 GiB) at about a third more time per step")
     for flag, (key, typ, text) in CONFIG_FLAGS.items():
-        p.add_argument(f"--{flag}", type=typ, default=None, help=f"{text} [config: {key}]")
+        p.add_argument(f"--{flag}", type=typ, default=None, help=text)  # cli_help adds the key
     from .evaluate import add_eval_args
     add_eval_args(p)
     p.add_argument("--convert_format", choices=("pdparam", "safetensors"), default=None,
                    help="convert: write the inference file as a paddle.save .pdparam (loadable "
                         "by the original reproduction) or as .safetensors (no pickle: safe to "
                         "share); default: the output name's extension (.pdparam)")
+    add_output_args(p)
     return p
 
 
-def overrides_from_args(args: argparse.Namespace) -> list:
-    """``section.key=value`` strings for every config flag given on the command line."""
-    out = []
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """Where the process runs and how denoise writes its grid (ppddpm/grid_output.py)."""
+    g = p.add_argument_group("device and sample output")
+    g.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                   help="where to run; auto: the GPU when Paddle sees one, else the CPU")
+    g.add_argument("--nrow", type=_positive_int, default=None,
+                   help="denoise: images per row of the grid; the rows follow from N of "
+                        "--num_images (which may then be just N, e.g. --num_images 50 --nrow 10; "
+                        "default: C of N-R-C, or a near-square grid for a bare N)")
+    g.add_argument("--to_grayscale", type=_bool, nargs="?", const=True, default=False,
+                   help="denoise: write the PNGs (grid, --save_individual, --sequence) in grey "
+                        "(ITU-R 601 luma); the .npz keeps the model's channels")
+    g.add_argument("--save_path", default=None,
+                   help="denoise: write the grid (with --sequence: the sequence PNG, its GIF "
+                        "and x_t PNG beside it) to this file instead of "
+                        "{sample_dir}/sample_{postfix}.png")
+    g.add_argument("--show", type=_bool, nargs="?", const=True, default=False,
+                   help="denoise: open the grid in an image viewer when there is a display "
+                        "($DISPLAY or $WAYLAND_DISPLAY, macOS, Windows); otherwise say where it is")
+
+
+def was_given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether ``--dest`` was typed on the command line (``args.given``, cli_parse.py); for a
+    namespace parsed without it, whether the flag holds a value."""
+    given = getattr(args, "given", None)
+    return dest in given if given is not None else getattr(args, dest, None) is not None
+
+
+def _flag_settings(args: argparse.Namespace):
+    """``(section.key, value, flag)`` for every config flag given on the command line."""
     for flag, (key, _, _) in CONFIG_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            out.append((key, value))
-    if args.batchsize is not None:  # one flag for both, as in the original scripts
-        out.append(("sample.batchsize", args.batchsize))
-    if args.loss_type is not None:
+        if was_given(args, flag):
+            yield key, getattr(args, flag), flag
+    if was_given(args, "batchsize"):  # one flag for both, as in the original scripts
+        yield "sample.batchsize", args.batchsize, "batchsize"
+    if was_given(args, "loss_type"):
         if args.loss_type == "noisepred":
-            out += [("diffusion.mean_type", "eps"), ("diffusion.loss_type", "mse")]
+            yield "diffusion.mean_type", "eps", "loss_type"
+            yield "diffusion.loss_type", "mse", "loss_type"
         else:
-            out.append(("diffusion.loss_type", args.loss_type))
+            yield "diffusion.loss_type", args.loss_type, "loss_type"
+
+
+def overrides_from_args(args: argparse.Namespace) -> list:
+    """``(section.key, value)`` for every config flag given on the command line."""
+    return [(key, value) for key, value, _ in _flag_settings(args)]
+
+
+def explicit_settings(args: argparse.Namespace) -> dict:
+    """``{section.key: how the command line set it}`` for every config key given by a flag or
+    ``-o``, e.g. ``{"diffusion.num_diffusion_steps": "--num_diffusion_steps 50"}``."""
+    out = {item.split("=", 1)[0].strip(): f"-o {item}" for item in args.override}
+    for key, _, flag in _flag_settings(args):
+        out[key] = f"--{flag} {getattr(args, flag)}"
     return out

@@ -55,19 +55,37 @@ def _as_uint8_nhwc(images) -> np.ndarray:
 
 
 def parse_num_images(spec: str) -> Tuple[int, int, int]:
-    """'N-R-C' -> (N, R, C): N images in R rows and C columns, N == R*C."""
+    """'N-R-C' -> (N, R, C): N images in R rows and C columns, N == R*C. A bare 'N' is laid
+    out near-square: C = ceil(sqrt(N)) columns and as many rows as needed."""
     parts = str(spec).strip().split("-")
+    if len(parts) == 1 and parts[0].isdigit() and int(parts[0]) >= 1:
+        n = int(parts[0])
+        rows, cols = _square_layout(n)
+        return n, rows, cols
     try:
         n, r, c = (int(p) for p in parts)
     except ValueError:
         raise ConfigError(f"--num_images {spec!r} must look like N-R-C with three positive "
-                          "integers, e.g. 64-8-8 (N images in R rows and C columns)") from None
+                          "integers, e.g. 64-8-8 (N images in R rows and C columns), or "
+                          "a bare N") from None
     if min(n, r, c) < 1:
         raise ConfigError(f"--num_images {spec!r}: N, R and C must all be >= 1")
     if n != r * c:
         raise ConfigError(f"--num_images {spec!r}: N={n} must equal R*C={r}*{c}={r * c}; "
                           f"e.g. use {r * c}-{r}-{c}")
     return n, r, c
+
+
+def to_grayscale(images) -> np.ndarray:
+    """uint8 NHWC (or [-1,1] NCHW) -> uint8 NHW1 grey, by the ITU-R 601-2 luma
+    L = 0.299 R + 0.587 G + 0.114 B in Pillow's fixed point (the same bytes as its
+    ``convert("L")``). Grey images pass through; RGBA drops alpha."""
+    imgs = _as_uint8_nhwc(images)
+    if imgs.shape[-1] == 1:
+        return imgs
+    rgb = imgs[..., :3].astype(np.uint32)
+    luma = (rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000) >> 16
+    return luma.astype(np.uint8)[..., None]
 
 
 def grid_size(nrow: int, ncol: int, height: int, width: int, padding: int = 2) -> Tuple[int, int]:

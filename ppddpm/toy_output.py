@@ -227,7 +227,7 @@ def write_training_samples(trainer) -> str:
     out = write_outputs(trainer.ema.model, build_sampler(trainer.diffusion, cfg.sample),
                         cfg.data.dataset, n, _sample_batch(cfg, n), cfg.sample.sample_dir,
                         f"sample_iter{trainer.iteration}", seed=cfg.sample.seed,
-                        extra={"iteration": trainer.iteration})
+                        extra={"iteration": trainer.iteration}, progress=trainer.progress)
     trainer.toy_quality = out["quality"]
     return out["png"]
 
@@ -253,8 +253,11 @@ def dataset_of_file(path: str) -> Optional[str]:
 
 def run_toy_denoise(args, cfg, model, sampler, say) -> None:
     """--mode denoise for 2-D models: sample_{postfix}.png/.json, and with --sequence
-    sequence_{postfix}.gif/.png; --save_npz writes the float points."""
+    sequence_{postfix}.gif/.png (--save_path FILE.png: FILE.png/.json/.gif); --save_npz
+    writes the float points; --show opens the PNG."""
+    from .grid_output import show_image
     from .images import parse_num_images
+    from .progress import bars_wanted
     from .train import dist
     if not dist.is_main():
         return
@@ -263,13 +266,18 @@ def run_toy_denoise(args, cfg, model, sampler, say) -> None:
     n = parse_num_images(cfg.sample.num_images)[0]
     out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
     stem = ("sequence_" if args.sequence else "sample_") + postfix
-    out = write_outputs(model, sampler, dataset, n, _sample_batch(cfg, n), out_dir, stem,
-                        seed=cfg.sample.seed, gif=bool(args.sequence), progress=not args.quiet)
+    if args.save_path:
+        out_dir, stem = os.path.split(os.path.splitext(args.save_path)[0])
+    out = write_outputs(model, sampler, dataset, n, _sample_batch(cfg, n), out_dir or ".", stem,
+                        seed=cfg.sample.seed, gif=bool(args.sequence),
+                        progress=bars_wanted(args.quiet))
     if args.sequence:   # every 5th of the GIF's frames, always ending with the result
         frames = out["frames"]
         strip = frames[::5] if (len(frames) - 1) % 5 == 0 else frames[::5] + frames[-1:]
         save_frames_png(os.path.join(out_dir, stem + "_frames.png"), strip)
     say(f"wrote {out['png']}, {out['json']}" + (f" and {out['gif']}" if "gif" in out else ""))
+    if args.show:
+        show_image(out["png"], lambda message: print(message, flush=True))
     if args.save_npz:
         path = os.path.join(out_dir, postfix + ".npz")
         atomic_write(path, lambda fh: np.savez(fh, points=out["points"]))

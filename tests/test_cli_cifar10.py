@@ -105,7 +105,9 @@ def test_exact_resume(workdir, tmp_path):
     run("run_cifar10.py", *base, "--ckpt_dir", "a", "--log_dir", "la", cwd=tmp_path)
     run("run_cifar10.py", *base, "--ckpt_dir", "b", "--log_dir", "lb", "--training_iters", "3",
         cwd=tmp_path)
-    run("run_cifar10.py", *base, "--ckpt_dir", "b", "--log_dir", "lb", "--mode", "resume", cwd=tmp_path)
+    # Resume continues the checkpoint's own run (3 iterations long): extend it to 6.
+    run("run_cifar10.py", *base, "--ckpt_dir", "b", "--log_dir", "lb", "--mode", "resume",
+        "--training_iters", "6", cwd=tmp_path)
     a = paddle.load(str(tmp_path / "a" / "cifar10_ckpt_iter_6.pdparam"))
     b = paddle.load(str(tmp_path / "b" / "cifar10_ckpt_iter_6.pdparam"))
     for part in ("model", "model_ema"):

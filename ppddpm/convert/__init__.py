@@ -71,6 +71,8 @@ def convert_diffusers(src_dir: str) -> dict:
     cfg = Config()
     cfg.model = model_cfg
     cfg.data.image_size = model_cfg.resolution
+    if model_cfg.resolution != 32:   # not CIFAR-10 (celebahq, church, ...): a folder of images
+        cfg.data.dataset = "folder"
     for key, value in (scheduler or {}).items():
         set_value(cfg, f"diffusion.{key}", value)
     validate(cfg)

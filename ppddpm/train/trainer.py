@@ -171,7 +171,7 @@ class Trainer:
         from ..engine import snapshot_engine   # the predictor: about twice the dygraph speed
         with snapshot_engine(self.ema.model, image_shape(self.cfg.model)) as net:
             images = generate(net, sampler, n, image_shape(self.cfg.model), batch,
-                              seed=self.cfg.sample.seed, progress=False)
+                              seed=self.cfg.sample.seed, progress=self.progress)
         path = os.path.join(self.cfg.sample.sample_dir, f"sample_iter{self.iteration}.png")
         save_grid(images, path, rows, cols)
         self.logger.image("samples", make_grid(images, rows, cols), self.iteration)
