@@ -36,6 +36,8 @@ class DataConfig:
     random_flip: bool = True
     num_workers: int = 8
     download: bool = True
+    channels: int = 3                 # 1 (greyscale) | 3 (RGB); image folders convert to it
+    class_level: int = 1              # image folders: the sub-folder depth that names the class
 
 
 @dataclass
@@ -273,6 +275,11 @@ def validate(cfg: Config) -> None:
                     ("diffusion.num_diffusion_steps", cfg.diffusion.num_diffusion_steps)):
         if v < 1:
             raise ConfigError(f"{name} must be >= 1, got {v}")
+    if cfg.data.channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 (greyscale) or 3 (RGB), got {cfg.data.channels}")
+    if cfg.data.class_level < 1:
+        raise ConfigError(f"data.class_level must be >= 1 (1: first-level sub-folders), got "
+                          f"{cfg.data.class_level}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         raise ConfigError(f"train.ema_decay must be in [0, 1), got {cfg.train.ema_decay}")
     learned = cfg.diffusion.var_type in ("learned", "learned_range")

@@ -17,6 +17,13 @@ make_fake_image_tree(root, size=(40, 48))
     ``.jpg`` (random bytes). Returns dict: root, good (sorted relative paths of the
     readable images), bad (the corrupt file's relative path).
     Use it as --data_dir root (data.dataset=folder or celeba_hq).
+
+write_png_with_bad_pixel_data(path)
+    A PNG whose chunk CRCs are right (PIL's verify() passes) but whose pixel data is not
+    a zlib stream: it fails only when decoded.
+
+write_truncated_jpeg(path, seed=0)
+    A 64x64 JPEG cut at 3/5 of its length: the headers are whole, the scan is not.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import os
 import pickle
 import struct
 import tarfile
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -152,3 +160,28 @@ def make_fake_image_tree(root: str, size=(40, 48)) -> dict:
     with open(os.path.join(root, bad), "wb") as fh:
         fh.write(np.random.default_rng(1).integers(0, 256, 300, dtype=np.uint8).tobytes())
     return {"root": root, "good": sorted(plan), "bad": bad}
+
+
+def write_png_with_bad_pixel_data(path) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(buf, format="PNG")
+    raw, out, pos = buf.getvalue(), bytearray(buf.getvalue()[:8]), 8
+    while pos < len(raw):
+        n = struct.unpack(">I", raw[pos:pos + 4])[0]
+        kind, data = raw[pos + 4:pos + 8], raw[pos + 8:pos + 8 + n]
+        if kind == b"IDAT":
+            data = bytes(len(data))                      # zeros: not a zlib stream
+        out += struct.pack(">I", len(data)) + kind + data
+        out += struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        pos += 12 + n
+    with open(path, "wb") as fh:
+        fh.write(bytes(out))
+
+
+def write_truncated_jpeg(path, seed: int = 0) -> None:
+    noise = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="JPEG", quality=95)
+    raw = buf.getvalue()
+    with open(path, "wb") as fh:
+        fh.write(raw[: len(raw) * 3 // 5])
