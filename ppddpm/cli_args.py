@@ -22,7 +22,8 @@ CONFIG_FLAGS = {
     "data_dir": ("data.data_dir", str, "data set folder (CIFAR-10: holds cifar-10-python.tar.gz "
                  "or cifar-10-batches-py/; image sets: any tree of JPEG/PNG/WebP)"),
     "num_workers": ("data.num_workers", int, "data loader worker processes (0 loads in the main process)"),
-    "image_size": ("data.image_size", int, "training image size for image-folder data sets"),
+    "image_size": ("data.image_size", int, "image size of the data (image folders: resize and "
+                   "crop to it) and of the model: also sets model.resolution"),
     # diffusion
     "beta_schedule": ("diffusion.beta_schedule", str, "linear | quad | const | jsd | warmup10 | "
                       "warmup50 | cosine | sigmoid"),
@@ -126,9 +127,29 @@ def overrides_from_args(args: argparse.Namespace) -> list:
             out.append((key, value))
     if args.batchsize is not None:  # one flag for both, as in the original scripts
         out.append(("sample.batchsize", args.batchsize))
+    if args.image_size is not None:  # the data's size is the model's resolution
+        out.append(("model.resolution", args.image_size))
+    out += model_follows_data(args.override)
     if args.loss_type is not None:
         if args.loss_type == "noisepred":
             out += [("diffusion.mean_type", "eps"), ("diffusion.loss_type", "mse")]
         else:
             out.append(("diffusion.loss_type", args.loss_type))
+    return out
+
+
+def model_follows_data(overrides) -> list:
+    """-o data.channels=C / data.image_size=S also set the model's in/out channels /
+    resolution, unless the same command line sets those model keys itself."""
+    given = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if sep:
+            given[key.strip()] = value.strip()
+    out = []
+    if "data.channels" in given and not {"model.in_channels", "model.out_channels"} & set(given):
+        out += [("model.in_channels", given["data.channels"]),
+                ("model.out_channels", given["data.channels"])]
+    if "data.image_size" in given and "model.resolution" not in given:
+        out.append(("model.resolution", given["data.image_size"]))
     return out

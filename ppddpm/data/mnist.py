@@ -21,7 +21,7 @@ import paddle
 
 from ..config import ConfigError
 from ..errors import DatasetError
-from . import download
+from .download import download_file
 from .loader import split_key, to_model_input
 
 # The official MD5s of the gzip files (as listed by torchvision and the sets' own pages).
@@ -109,7 +109,7 @@ def load_mnist_arrays(data_dir: str, name: str = "mnist", train: bool = True,
             if not download:
                 raise DatasetError(f"{spec['title']} {filename} not found in "
                                    f"{os.path.abspath(data_dir)} and download is off. {where}")
-            path = download.download_file(BASE_URLS[name] + filename,
+            path = download_file(BASE_URLS[name] + filename,
                                           os.path.join(data_dir, filename),
                                           spec["md5"][filename], f"{spec['title']} {filename}",
                                           where, timeout=DOWNLOAD_TIMEOUT)
@@ -157,6 +157,10 @@ class MnistDataset(paddle.io.Dataset):
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def load(self, i: int) -> np.ndarray:
+        """uint8 [1, 28, 28] of item i (no flip)."""
+        return self.images[i]
 
     def __getitem__(self, key):
         i, flip = split_key(key)
