@@ -24,6 +24,7 @@ there once more to quote its own message).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -178,7 +179,9 @@ def _load_error(dataset, status) -> DatasetError:
                             "a data set must be a (C x H x W image, label) pair of one size")
     key = index if flip < 0 else (index, bool(flip))
     try:
-        dataset[key]
+        with warnings.catch_warnings():  # the loader already warned about each file
+            warnings.simplefilter("ignore")
+            dataset[key]
         why = "it loads in the main process, so the failure came from the worker"
     except Exception as exc:
         why = f"{type(exc).__name__}: {exc}"
