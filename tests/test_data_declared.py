@@ -80,3 +80,20 @@ def test_model_data_mismatch_messages(tmp_path):
     assert "8x8" in str(err.value) and "model.resolution=16" in str(err.value)
     # learn_sigma doubles the network's output itself: out_channels stays the data's
     check_model_matches_data(ds, ModelConfig(resolution=8, learn_sigma=True))
+
+
+def test_image_size_and_channels_are_one_setting(tmp_path):
+    from ppddpm.cli import resolve_config
+    from ppddpm.cli_args import build_parser
+    yaml = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
+                        "celeba_hq.yaml")
+
+    def cfg_of(*argv):
+        return resolve_config(build_parser("t").parse_args(list(argv)), yaml)
+
+    cfg = cfg_of("--image_size", "32")
+    assert cfg.data.image_size == cfg.model.resolution == 32
+    cfg = cfg_of("-o", "data.channels=1", "-o", "data.image_size=16")
+    assert (cfg.model.in_channels, cfg.model.out_channels, cfg.model.resolution) == (1, 1, 16)
+    cfg = cfg_of("-o", "data.channels=1", "-o", "model.in_channels=3")  # explicit: checked later
+    assert (cfg.data.channels, cfg.model.in_channels) == (1, 3)
