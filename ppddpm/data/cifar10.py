@@ -13,22 +13,17 @@ of training. An extracted ``cifar-10-batches-py/`` is used when present.
 """
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import pickle
 import tarfile
-import urllib.error
-import urllib.request
 import zlib
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import paddle
-from tqdm import tqdm
 
 from ..errors import DatasetError
-from ..fileio import commit_temp, temp_path_for
+from .download import download_file
 from .loader import split_key, to_model_input
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -105,40 +100,8 @@ def locate(data_dir: str) -> Optional[Tuple[str, str]]:
 
 def download_cifar10(data_dir: str) -> str:
     """Download the tar.gz into ``data_dir`` (temp file, MD5 check, rename)."""
-    os.makedirs(data_dir, exist_ok=True)
-    target = os.path.join(data_dir, TAR_NAME)
-    tmp = temp_path_for(target)
-    md5 = hashlib.md5()
-    done = False
-    try:
-        with urllib.request.urlopen(CIFAR10_URL, timeout=DOWNLOAD_TIMEOUT) as resp, \
-                open(tmp, "wb") as fh:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="CIFAR-10 download",
-                      disable=None) as bar:
-                while True:
-                    chunk = resp.read(1 << 20)
-                    if not chunk:
-                        break
-                    fh.write(chunk)
-                    md5.update(chunk)
-                    bar.update(len(chunk))
-        if md5.hexdigest() != CIFAR10_MD5:
-            raise DatasetError(f"the CIFAR-10 download from {CIFAR10_URL} has MD5 "
-                               f"{md5.hexdigest()}, expected {CIFAR10_MD5} (corrupt or "
-                               f"incomplete download); nothing was kept. Retry, or: "
-                               f"{_where_to_put(data_dir)}")
-        commit_temp(tmp, target)
-        done = True
-    except (urllib.error.URLError, http.client.HTTPException, OSError,
-            ValueError) as exc:
-        raise DatasetError(f"CIFAR-10 is not in {os.path.abspath(data_dir)} and downloading "
-                           f"it from {CIFAR10_URL} failed ({exc}). "
-                           f"{_where_to_put(data_dir)}") from None
-    finally:
-        if not done and os.path.exists(tmp):
-            os.remove(tmp)
-    return target
+    return download_file(CIFAR10_URL, os.path.join(data_dir, TAR_NAME), CIFAR10_MD5, "CIFAR-10",
+                         _where_to_put(data_dir), timeout=DOWNLOAD_TIMEOUT)
 
 
 def load_cifar10_arrays(data_dir: str, train: bool = True,
