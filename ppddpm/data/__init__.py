@@ -3,8 +3,9 @@
 Every data set yields (float32 CHW image in [-1,1], int64 label) numpy pairs and
 declares what it is: ``channels``, ``image_size`` and ``class_names`` (a list of
 names that labels index, or None for an unlabelled set, whose labels are -1;
-the toy curves keep label 0). It accepts int or ``(index, flip)`` keys; ``build_loader`` (see loader.py) makes the
-order and flips a pure function of (seed, epoch) for exact resume.
+the toy curves keep label 0); ``data.spec`` checks the model config against it.
+It accepts int or ``(index, flip)`` keys; ``build_loader`` (see loader.py) makes
+the order and flips a pure function of (seed, epoch) for exact resume.
 Other modules (e.g. toy sets) can add themselves with ``register_dataset``.
 """
 from __future__ import annotations
