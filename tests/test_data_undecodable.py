@@ -16,7 +16,9 @@ from helpers_cli import ROOT, run
 from helpers_data import write_png_with_bad_pixel_data, write_truncated_jpeg
 
 LOAD_ALL = """
-import sys, warnings
+import os, sys, warnings
+import numpy as np
+MAIN = os.getpid()
 from ppddpm.data import build_loader
 from ppddpm.data.folders import ImageFolderDataset
 from ppddpm.errors import DatasetError
@@ -30,6 +32,23 @@ for folder in sys.argv[1:3]:
                 print("batches", sum(1 for _ in build_loader(ds, 2, num_workers=workers)))
         except DatasetError as exc:
             print("error:", exc)
+
+
+class DiesInWorkers:  # a worker process that dies (as when the system kills it)
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, key):
+        if os.getpid() != MAIN:
+            os._exit(3)
+        return np.zeros((1, 2, 2), np.float32), np.int64(0)
+
+
+try:
+    for batch in build_loader(DiesInWorkers(), 2, num_workers=2):
+        print("batch")
+except DatasetError as exc:
+    print("error:", exc)
 """
 
 TINY = """\
@@ -63,14 +82,14 @@ def folders(tmp_path_factory):
     return d
 
 
-def test_cut_jpeg_is_skipped_and_loading_never_hangs(folders):
+def test_cut_jpeg_is_skipped_loading_never_hangs_and_dead_workers_are_one_line(folders):
     out = _load_all(folders / "cut", folders / "bad")   # "bad": every item fails when decoded
     for workers, k in ((0, 0), (2, 3)):
         assert out[k:k + 3] == [f"items 4 skipped 1 workers {workers}", "batches 2", "batches 2"]
     for workers, k in ((0, 6), (2, 8)):
         assert out[k] == f"items 3 skipped 0 workers {workers}"
         assert out[k + 1].startswith("error: loading item ") and "none of the images in" in out[k + 1]
-    assert len(out) == 10
+    assert out[10].startswith("error: the data loader failed") and len(out) == 11
 
 
 def test_cli_a_failing_loader_worker_is_one_line(folders):

@@ -203,7 +203,16 @@ class SafeLoader:
         return len(self._loader)
 
     def __iter__(self):
-        for batch in self._loader:
+        batches = iter(self._loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (RuntimeError, SystemError) as exc:  # e.g. a worker killed by the system
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise DatasetError(f"the data loader failed ({first}); if a worker process "
+                                   "died (out of memory?), try fewer --num_workers") from None
             status = batch[-1].numpy()
             if int(status[0]) != _OK:
                 raise _load_error(self.dataset, status)
