@@ -67,6 +67,7 @@ def _say(args, message: str) -> None:
 # -- modes ---------------------------------------------------------------------
 def run_train(args, cfg: Config, resume: bool) -> None:
     from .data import build_dataset, build_loader
+    from .data.spec import check_model_matches_data
     from .data.toy import is_toy
     from .diffusion import GaussianDiffusion
     from .models import build_model
@@ -101,6 +102,7 @@ def run_train(args, cfg: Config, resume: bool) -> None:
         raise CheckpointError(f"{ckpt_path} was trained with other betas than this config "
                               "gives; resume with the config it was trained with")
     dataset = build_dataset(cfg.data)
+    check_model_matches_data(dataset, cfg.model)
     trainer = Trainer(cfg, model, diffusion, dataset, options=vars(args), progress=bars_wanted(args.quiet))
     if ckpt is not None:
         trainer.load_state(ckpt, ckpt_path)

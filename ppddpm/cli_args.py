@@ -32,7 +32,8 @@ CONFIG_FLAGS = {
     "data_dir": ("data.data_dir", str, "data set folder (CIFAR-10: holds cifar-10-python.tar.gz "
                  "or cifar-10-batches-py/; image sets: any tree of JPEG/PNG/WebP)"),
     "num_workers": ("data.num_workers", int, "data loader worker processes (0 loads in the main process)"),
-    "image_size": ("data.image_size", int, "training image size for image-folder data sets"),
+    "image_size": ("data.image_size", int, "image size of the data (image folders: resize and "
+                   "crop to it) and of the model: also sets model.resolution"),
     # diffusion
     "beta_schedule": ("diffusion.beta_schedule", str, "linear | quad | const | jsd | warmup10 | "
                       "warmup50 | cosine | sigmoid"),
@@ -170,6 +171,8 @@ def _flag_settings(args: argparse.Namespace):
             yield key, getattr(args, flag), flag
     if was_given(args, "batchsize"):  # one flag for both, as in the original scripts
         yield "sample.batchsize", args.batchsize, "batchsize"
+    if was_given(args, "image_size"):  # the data's size is the model's resolution
+        yield "model.resolution", args.image_size, "image_size"
     if was_given(args, "loss_type"):
         if args.loss_type == "noisepred":
             yield "diffusion.mean_type", "eps", "loss_type"
@@ -180,7 +183,7 @@ def _flag_settings(args: argparse.Namespace):
 
 def overrides_from_args(args: argparse.Namespace) -> list:
     """``(section.key, value)`` for every config flag given on the command line."""
-    return [(key, value) for key, value, _ in _flag_settings(args)]
+    return [(key, value) for key, value, _ in _flag_settings(args)] + model_follows_data(args.override)
 
 
 def explicit_settings(args: argparse.Namespace) -> dict:
@@ -189,4 +192,21 @@ def explicit_settings(args: argparse.Namespace) -> dict:
     out = {item.split("=", 1)[0].strip(): f"-o {item}" for item in args.override}
     for key, _, flag in _flag_settings(args):
         out[key] = f"--{flag} {getattr(args, flag)}"
+    return out
+
+
+def model_follows_data(overrides) -> list:
+    """-o data.channels=C / data.image_size=S also set the model's in/out channels /
+    resolution, unless the same command line sets those model keys itself."""
+    given = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if sep:
+            given[key.strip()] = value.strip()
+    out = []
+    if "data.channels" in given and not {"model.in_channels", "model.out_channels"} & set(given):
+        out += [("model.in_channels", given["data.channels"]),
+                ("model.out_channels", given["data.channels"])]
+    if "data.image_size" in given and "model.resolution" not in given:
+        out.append(("model.resolution", given["data.image_size"]))
     return out

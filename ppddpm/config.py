@@ -36,6 +36,8 @@ class DataConfig:
     random_flip: bool = True
     num_workers: int = 8
     download: bool = True
+    channels: int = 3                 # 1 (greyscale) | 3 (RGB); image folders convert to it
+    class_level: int = 1              # image folders: the sub-folder depth that names the class
 
 
 @dataclass
@@ -298,6 +300,8 @@ def validate(cfg: Config) -> None:
     _check_choice("train.lr_decay", cfg.train.lr_decay, ("constant", "linear"))
     _check_choice("train.timestep_sampler", cfg.train.timestep_sampler, ("uniform", "loss_aware"))
     _check_choice("train.amp", cfg.train.amp, ("off", "float16", "bfloat16"))
+    if cfg.data.channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 (greyscale) or 3 (RGB), got {cfg.data.channels}")
     learned = cfg.diffusion.var_type in ("learned", "learned_range")
     if learned and not cfg.model.learn_sigma:
         raise ConfigError(f"diffusion.var_type={cfg.diffusion.var_type!r} needs a model "

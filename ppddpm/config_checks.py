@@ -51,6 +51,8 @@ SEED = Range(0, SEED_MAX)
 RANGES = {
     "data.image_size": AT_LEAST_1,
     "data.num_workers": AT_LEAST_0,
+    "data.channels": AT_LEAST_1,                # and 1 or 3: config.validate
+    "data.class_level": AT_LEAST_1,             # 1: first-level sub-folders
     "model.ch": AT_LEAST_1,
     "model.num_res_blocks": AT_LEAST_0,
     "model.dropout": FRACTION,

@@ -117,6 +117,12 @@ def _pil(arr_hwc: np.ndarray) -> Image.Image:
     return Image.fromarray(arr_hwc, mode=_MODES[arr_hwc.shape[-1]])
 
 
+def _gif_frame(grid_hwc: np.ndarray) -> Image.Image:
+    """Greyscale grids stay L (a GIF's 256 grey levels are exact); colour becomes RGB."""
+    img = _pil(grid_hwc)
+    return img if img.mode == "L" else img.convert("RGB")
+
+
 def save_png(arr_hwc: np.ndarray, path: str) -> str:
     """Write one uint8 HWC image as PNG, atomically."""
     img = _pil(arr_hwc)
@@ -173,7 +179,7 @@ def save_sequence(frames: Sequence, path: str, gif_path: Optional[str] = None,
     save_png(make_grid(seq, n, t, padding), path)
     if gif_path is not None:
         rows, cols = gif_layout or _square_layout(n)
-        pics = [_pil(make_grid(f, rows, cols, padding)).convert("RGB") for f in frames]
+        pics = [_gif_frame(make_grid(f, rows, cols, padding)) for f in frames]
         durations = [frame_ms] * (t - 1) + [hold_ms]
 
         def _write(fh: io.BufferedWriter) -> None:

@@ -17,6 +17,23 @@ make_fake_image_tree(root, size=(40, 48))
     ``.jpg`` (random bytes). Returns dict: root, good (sorted relative paths of the
     readable images), bad (the corrupt file's relative path).
     Use it as --data_dir root (data.dataset=folder or celeba_hq).
+
+write_png_with_bad_pixel_data(path)
+    A PNG whose chunk CRCs are right (PIL's verify() passes) but whose pixel data is not
+    a zlib stream: it fails only when decoded.
+
+write_truncated_jpeg(path, seed=0)
+    A 64x64 JPEG cut at 3/5 of its length: the headers are whole, the scan is not.
+
+make_fake_mnist(root, n_train=16, n_test=8, seed=0)
+    Writes ``{root}/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``: real idx headers
+    (00 00 08 03 / 00 00 08 01, big-endian sizes), gzip-compressed. Images are digit-like
+    blobs (uint8 [N, 28, 28]), labels 0..9. Returns dict: images, labels, test_images,
+    test_labels, md5 (file name -> MD5). Use it as --data_dir root (mnist / fashion_mnist).
+
+make_fake_celeba(root, n=6, zip_name="img_align_celeba.zip", seed=0)
+    Writes the official zip layout ``img_align_celeba/000001.jpg...`` of 178x218 RGB JPEGs
+    (a smooth pattern that encodes the pixel position). Returns dict: path, names.
 """
 from __future__ import annotations
 
@@ -26,6 +43,7 @@ import os
 import pickle
 import struct
 import tarfile
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -152,3 +170,80 @@ def make_fake_image_tree(root: str, size=(40, 48)) -> dict:
     with open(os.path.join(root, bad), "wb") as fh:
         fh.write(np.random.default_rng(1).integers(0, 256, 300, dtype=np.uint8).tobytes())
     return {"root": root, "good": sorted(plan), "bad": bad}
+
+
+def write_png_with_bad_pixel_data(path) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(buf, format="PNG")
+    raw, out, pos = buf.getvalue(), bytearray(buf.getvalue()[:8]), 8
+    while pos < len(raw):
+        n = struct.unpack(">I", raw[pos:pos + 4])[0]
+        kind, data = raw[pos + 4:pos + 8], raw[pos + 8:pos + 8 + n]
+        if kind == b"IDAT":
+            data = bytes(len(data))                      # zeros: not a zlib stream
+        out += struct.pack(">I", len(data)) + kind + data
+        out += struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        pos += 12 + n
+    with open(path, "wb") as fh:
+        fh.write(bytes(out))
+
+
+def write_truncated_jpeg(path, seed: int = 0) -> None:
+    noise = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="JPEG", quality=95)
+    raw = buf.getvalue()
+    with open(path, "wb") as fh:
+        fh.write(raw[: len(raw) * 3 // 5])
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    """The idx encoding of a uint8 array (LeCun's format)."""
+    arr = np.ascontiguousarray(arr, dtype=np.uint8)
+    head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    return head + arr.tobytes()
+
+
+def make_fake_mnist(root: str, n_train: int = 16, n_test: int = 8, seed: int = 0) -> dict:
+    import gzip
+    rng = np.random.default_rng(seed)
+    os.makedirs(root, exist_ok=True)
+    out, md5 = {}, {}
+    yy, xx = np.mgrid[0:28, 0:28]
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        cy, cx = rng.uniform(9, 19, (2, n, 1, 1))
+        images = np.clip(300 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 18.0), 0, 255)
+        images = images.astype(np.uint8)
+        for kind, arr in (("images-idx3", images), ("labels-idx1", labels)):
+            name = f"{prefix}-{kind}-ubyte.gz"
+            with gzip.open(os.path.join(root, name), "wb") as fh:
+                fh.write(idx_bytes(arr))
+            with open(os.path.join(root, name), "rb") as fh:
+                md5[name] = hashlib.md5(fh.read()).hexdigest()
+        key = "" if prefix == "train" else "test_"
+        out[key + "images"], out[key + "labels"] = images, labels.astype(np.int64)
+    out["md5"] = md5
+    return out
+
+
+def celeba_pattern(seed: int = 0) -> np.ndarray:
+    """uint8 [218, 178, 3]: R encodes the column, G the row, B a seed-dependent constant."""
+    yy, xx = np.mgrid[0:218, 0:178]
+    return np.stack([xx * 255 // 177, yy * 255 // 217, np.full_like(xx, 40 * seed % 256)],
+                    -1).astype(np.uint8)
+
+
+def make_fake_celeba(root: str, n: int = 6, zip_name: str = "img_align_celeba.zip",
+                     seed: int = 0) -> dict:
+    import zipfile
+    os.makedirs(root, exist_ok=True)
+    path = os.path.join(root, zip_name)
+    names = [f"img_align_celeba/{i:06d}.jpg" for i in range(1, n + 1)]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("img_align_celeba/", b"")
+        for k, name in enumerate(names):
+            buf = io.BytesIO()
+            Image.fromarray(celeba_pattern(seed + k)).save(buf, format="JPEG", quality=95)
+            zf.writestr(name, buf.getvalue())
+    return {"path": path, "names": names}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers_data import make_fake_image_tree
+from helpers_data import make_fake_image_tree, write_png_with_bad_pixel_data
 from ppddpm.config import DataConfig
 from ppddpm.data import build_dataset
 from ppddpm.data.folders import ImageFolderDataset, find_images
@@ -26,7 +26,7 @@ def test_original_layout_tree(tmp_path):
     info = make_fake_image_tree(str(tmp_path))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ds = ImageFolderDataset(str(tmp_path), 16)
+        ds = ImageFolderDataset(str(tmp_path), 16, class_level=2)
     msgs = [str(w.message) for w in caught]
     assert len(msgs) == 1 and "skipped 1 unreadable" in msgs[0] and info["bad"] in msgs[0]
     assert ds.files == info["good"] and ds.skipped == [info["bad"]]
@@ -95,15 +95,12 @@ def test_discovery_is_recursive_sorted_and_filtered(tmp_path):
     assert find_images(str(tmp_path)) == ["a/deep/x.webp", "a/y.png", "b/z.JPG", "c.jpeg"]
 
 
-def test_truncated_jpeg_falls_back_to_next_image(tmp_path):
-    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(tmp_path / "a.jpg", quality=95)
-    raw = (tmp_path / "a.jpg").read_bytes()
-    (tmp_path / "a.jpg").write_bytes(raw[: len(raw) * 3 // 5])   # passes verify(), fails decode
+def test_image_damaged_inside_falls_back_to_next_image(tmp_path):
+    write_png_with_bad_pixel_data(tmp_path / "a.png")  # passes verify(), fails when decoded
     Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / "b.png")
     ds = ImageFolderDataset(str(tmp_path), 8, random_flip=False)
     assert len(ds) == 2
-    with pytest.warns(UserWarning, match="a.jpg"):
+    with pytest.warns(UserWarning, match="a.png"):
         x, _ = ds[0]
     np.testing.assert_array_equal(x, np.full((3, 8, 8), _scaled(np.uint8(200))))
 

@@ -1,8 +1,11 @@
 """Data sets and loaders. ``build_dataset(data_cfg)`` picks the set named by data.dataset.
 
 Every data set yields (float32 CHW image in [-1,1], int64 label) numpy pairs and
-accepts int or ``(index, flip)`` keys; ``build_loader`` (see loader.py) makes the
-order and flips a pure function of (seed, epoch) for exact resume.
+declares what it is: ``channels``, ``image_size`` and ``class_names`` (a list of
+names that labels index, or None for an unlabelled set, whose labels are -1;
+the toy curves keep label 0); ``data.spec`` checks the model config against it.
+It accepts int or ``(index, flip)`` keys; ``build_loader`` (see loader.py) makes
+the order and flips a pure function of (seed, epoch) for exact resume.
 Other modules (e.g. toy sets) can add themselves with ``register_dataset``.
 """
 from __future__ import annotations
@@ -27,13 +30,31 @@ def _cifar10(cfg: DataConfig):
 
 def _folder(cfg: DataConfig):
     from .folders import ImageFolderDataset
-    return ImageFolderDataset(cfg.data_dir, cfg.image_size, random_flip=cfg.random_flip)
+    return ImageFolderDataset(cfg.data_dir, cfg.image_size, random_flip=cfg.random_flip,
+                              channels=cfg.channels, class_level=cfg.class_level)
+
+
+def _mnist(name: str):
+    def build(cfg: DataConfig):
+        from .mnist import MnistDataset
+        return MnistDataset(cfg.data_dir, name, train=True, random_flip=cfg.random_flip,
+                            download=cfg.download, image_size=cfg.image_size)
+    return build
+
+
+def _celeba64(cfg: DataConfig):
+    from .celeba64 import CelebA64Dataset
+    return CelebA64Dataset(cfg.data_dir, cfg.image_size, random_flip=cfg.random_flip,
+                           channels=cfg.channels)
 
 
 DATASETS: Dict[str, Callable[[DataConfig], object]] = {
     "cifar10": _cifar10,
     "folder": _folder,
     "celeba_hq": _folder,
+    "mnist": _mnist("mnist"),
+    "fashion_mnist": _mnist("fashion_mnist"),
+    "celeba64": _celeba64,
 }
 
 

@@ -13,22 +13,17 @@ of training. An extracted ``cifar-10-batches-py/`` is used when present.
 """
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import pickle
 import tarfile
-import urllib.error
-import urllib.request
 import zlib
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import paddle
-from tqdm import tqdm
 
 from ..errors import DatasetError
-from ..fileio import commit_temp, temp_path_for
+from .download import download_file
 from .loader import split_key, to_model_input
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -40,6 +35,8 @@ DIR_NAME = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a download gives up
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+               "ship", "truck")  # batches.meta's label_names: label i is CLASS_NAMES[i]
 
 
 def _where_to_put(data_dir: str) -> str:
@@ -109,40 +106,8 @@ def locate(data_dir: str) -> Optional[Tuple[str, str]]:
 
 def download_cifar10(data_dir: str) -> str:
     """Download the tar.gz into ``data_dir`` (temp file, MD5 check, rename)."""
-    os.makedirs(data_dir, exist_ok=True)
-    target = os.path.join(data_dir, TAR_NAME)
-    tmp = temp_path_for(target)
-    md5 = hashlib.md5()
-    done = False
-    try:
-        with urllib.request.urlopen(CIFAR10_URL, timeout=DOWNLOAD_TIMEOUT) as resp, \
-                open(tmp, "wb") as fh:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="CIFAR-10 download",
-                      disable=None) as bar:
-                while True:
-                    chunk = resp.read(1 << 20)
-                    if not chunk:
-                        break
-                    fh.write(chunk)
-                    md5.update(chunk)
-                    bar.update(len(chunk))
-        if md5.hexdigest() != CIFAR10_MD5:
-            raise DatasetError(f"the CIFAR-10 download from {CIFAR10_URL} has MD5 "
-                               f"{md5.hexdigest()}, expected {CIFAR10_MD5} (corrupt or "
-                               f"incomplete download); nothing was kept. Retry, or: "
-                               f"{_where_to_put(data_dir)}")
-        commit_temp(tmp, target)
-        done = True
-    except (urllib.error.URLError, http.client.HTTPException, OSError,
-            ValueError) as exc:
-        raise DatasetError(f"CIFAR-10 is not in {os.path.abspath(data_dir)} and downloading "
-                           f"it from {CIFAR10_URL} failed ({exc}). "
-                           f"{_where_to_put(data_dir)}") from None
-    finally:
-        if not done and os.path.exists(tmp):
-            os.remove(tmp)
-    return target
+    return download_file(CIFAR10_URL, os.path.join(data_dir, TAR_NAME), CIFAR10_MD5, "CIFAR-10",
+                         _where_to_put(data_dir), timeout=DOWNLOAD_TIMEOUT)
 
 
 def load_cifar10_arrays(data_dir: str, train: bool = True,
@@ -171,7 +136,8 @@ def load_cifar10_arrays(data_dir: str, train: bool = True,
 class Cifar10Dataset(paddle.io.Dataset):
     """CIFAR-10 as (float32 CHW image in [-1,1], int64 label) numpy pairs.
 
-    Pixel v becomes v/127.5 - 1. A key may be an int (flip drawn from this
+    Pixel v becomes v/127.5 - 1. Declares channels 3, image_size 32 and the 10
+    ``class_names``. A key may be an int (flip drawn from this
     data set's own RNG, seeded by ``seed``) or an ``(index, flip)`` pair from
     ``ppddpm.data.loader.EpochBatchSampler`` (reproducible across workers).
     """
@@ -181,6 +147,7 @@ class Cifar10Dataset(paddle.io.Dataset):
         super().__init__()
         self.data_dir, self.train, self.random_flip = data_dir, train, random_flip
         self.images, self.labels = load_cifar10_arrays(data_dir, train, download)
+        self.channels, self.image_size, self.class_names = 3, 32, list(CLASS_NAMES)
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:

@@ -12,15 +12,26 @@ Global step s lives in epoch ``s // steps_per_epoch`` at batch ``s % steps_per_e
 loading the skipped images. With W distributed ranks, global batch j is
 ``perm[j*B*W:(j+1)*B*W]`` and rank r takes its r-th slice of B: the ranks together
 see exactly what one process with batch B*W would see.
+
+Errors while loading: Paddle's DataLoader runs ``dataset[key]`` in a thread
+(num_workers 0) or in worker processes. An exception there kills the thread
+without waking the main process, which then waits forever (num_workers 0), or
+reaches it as a SystemError after a traceback printed by the loader thread.
+So no exception may leave the loader: ``_Guarded`` catches it and collates a
+small error batch that names the failing key, and ``SafeLoader`` turns that
+batch into a one-line ``DatasetError`` in the main process (loading the item
+there once more to quote its own message).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import paddle
 
 from ..config import ConfigError
+from ..errors import DatasetError
 
 _FLIP_STREAM = 0x0F11B  # separates the flip stream from the permutation stream
 
@@ -125,10 +136,93 @@ def _dist_world() -> Tuple[int, int]:
         return 1, 0
 
 
+_OK, _ITEM_FAILED, _COLLATE_FAILED = 0, 1, 2
+
+
+class _Guarded(paddle.io.Dataset):
+    """``dataset`` whose item errors become values: (item, None) or (None, key)."""
+
+    def __init__(self, dataset):
+        super().__init__()
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        try:
+            return self.dataset[key], None
+        except Exception:
+            return None, key
+
+
+def _collate(pairs):
+    """A batch ``[*fields, status]``; status int64 [3] = (kind, index, flip). On an error
+    the batch is ``[zeros(1), status]``, whose shape no training step accepts."""
+    from paddle.io.dataloader.collate import default_collate_fn
+    for item, key in pairs:
+        if item is None:
+            i, flip = split_key(key)
+            return [np.zeros(1, np.float32),
+                    np.array([_ITEM_FAILED, i, -1 if flip is None else int(flip)], np.int64)]
+    try:
+        fields = default_collate_fn([item for item, _ in pairs])
+    except Exception:
+        return [np.zeros(1, np.float32), np.array([_COLLATE_FAILED, -1, -1], np.int64)]
+    return list(fields) + [np.array([_OK, -1, -1], np.int64)]
+
+
+def _load_error(dataset, status) -> DatasetError:
+    kind, index, flip = (int(v) for v in np.asarray(status).reshape(-1)[:3])
+    if kind == _COLLATE_FAILED:
+        return DatasetError("the items of one batch differ in shape or type; every item of "
+                            "a data set must be a (C x H x W image, label) pair of one size")
+    key = index if flip < 0 else (index, bool(flip))
+    try:
+        with warnings.catch_warnings():  # the loader already warned about each file
+            warnings.simplefilter("ignore")
+            dataset[key]
+        why = "it loads in the main process, so the failure came from the worker"
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    why = (why.splitlines() or [""])[0]
+    return DatasetError(f"loading item {index} of the data set failed ({why})")
+
+
+class SafeLoader:
+    """A Paddle DataLoader whose item errors reach the caller as one ``DatasetError``
+    (see the module docstring). Iterates like the DataLoader: lists of tensors."""
+
+    def __init__(self, dataset, batch_sampler: EpochBatchSampler, num_workers: int):
+        self.dataset, self.batch_sampler = dataset, batch_sampler
+        self._loader = paddle.io.DataLoader(_Guarded(dataset), batch_sampler=batch_sampler,
+                                            num_workers=num_workers, collate_fn=_collate,
+                                            use_shared_memory=num_workers > 0)
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __iter__(self):
+        batches = iter(self._loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (RuntimeError, SystemError) as exc:  # e.g. a worker killed by the system
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise DatasetError(f"the data loader failed ({first}); if a worker process "
+                                   "died (out of memory?), try fewer --num_workers") from None
+            status = batch[-1].numpy()
+            if int(status[0]) != _OK:
+                raise _load_error(self.dataset, status)
+            yield batch[:-1]
+
+
 def build_loader(dataset, batch_size: int, num_workers: int = 0, shuffle: bool = True,
                  drop_last: bool = True, seed: int = 0, start_step: int = 0,
                  infinite: bool = False, num_replicas: Optional[int] = None,
-                 rank: Optional[int] = None) -> paddle.io.DataLoader:
+                 rank: Optional[int] = None) -> SafeLoader:
     """A DataLoader whose order is reproducible from (seed, epoch, start_step).
 
     ``batch_size`` is per rank; ranks default to paddle.distributed's world.
@@ -139,5 +233,4 @@ def build_loader(dataset, batch_size: int, num_workers: int = 0, shuffle: bool =
                                 drop_last=drop_last, start_step=start_step,
                                 num_replicas=num_replicas or world,
                                 rank=me if rank is None else rank, infinite=infinite)
-    return paddle.io.DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                                use_shared_memory=num_workers > 0)
+    return SafeLoader(dataset, sampler, num_workers)

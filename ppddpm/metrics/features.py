@@ -42,8 +42,11 @@ def to_rgb_uint8(img: np.ndarray, where: str = "image") -> np.ndarray:
 
 
 def from_array(images: np.ndarray, description: str) -> ImageSource:
-    """uint8 NHWC (NCHW is recognised when C is 1 or 3 and the last axis is not)."""
+    """uint8 NHWC (NCHW is recognised when C is 1 or 3 and the last axis is not; NHW is
+    greyscale)."""
     arr = np.asarray(images)
+    if arr.ndim == 3:  # [N, H, W]: greyscale without a channel axis (e.g. MNIST arrays)
+        arr = arr[..., None]
     if arr.ndim == 4 and arr.shape[1] in (1, 3) and arr.shape[-1] not in (1, 3, 4):
         arr = arr.transpose(0, 2, 3, 1)
     if arr.ndim != 4:
@@ -113,7 +116,8 @@ def inception_features(model, source: ImageSource, batch_size: int = 50,
     pool, logits = [], []
     bar = tqdm(total=len(source), desc=desc, unit="img", disable=not progress)
     with paddle.no_grad():
-        for batch in _batches(source, batch_size):
+        rgb = (to_rgb_uint8(img, source.description) for img in source)  # grey -> RGB
+        for batch in _batches(rgb, batch_size):
             # uint8 / 255 in float32 with IEEE division, as torchvision's ToTensor.
             x = paddle.to_tensor(batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255))
             if runner is not None:
