@@ -152,6 +152,8 @@ def run_convert(args, cfg: Config) -> None:
     if src is None:
         raise CheckpointError(f"no training checkpoint to convert in {cfg.train.ckpt_dir!r}; "
                               "pass --resume_ckpt_path")
+    prepare_output_dirs(output_folders(cfg, "convert") if not args.pretrained_path else
+                        [("--pretrained_path", os.path.dirname(os.path.abspath(args.pretrained_path)))])
     ckpt = load_checkpoint(src)
     entry = "model_ema" if args.convert_ema else "model"
     if entry not in ckpt or "ckpt_idx" not in ckpt:
@@ -162,9 +164,6 @@ def run_convert(args, cfg: Config) -> None:
     if getattr(args, "convert_format", None) == "safetensors" and not args.pretrained_path \
             and not out.endswith(".safetensors"):
         out = os.path.splitext(out)[0] + ".safetensors"   # the extension picks the format
-    folder = os.path.dirname(os.path.abspath(out))
-    prepare_output_dirs(output_folders(cfg, "convert") if not args.pretrained_path
-                        else [("--pretrained_path", folder)])
     save_inference_file(out, ckpt[entry], ckpt["betas"], ckpt.get("options"), file_cfg)
     _say(args, f"wrote {out} ({'EMA' if args.convert_ema else 'raw'} weights of iteration {iters})")
 
@@ -185,7 +184,12 @@ def run_denoise(args, cfg: Config) -> None:
     from .train import dist
 
     dist.init_distributed()
-    prepare_output_dirs(output_folders(cfg, "denoise"))
+    # Write-tested before sampling: the folder of --save_path, and sample_dir unless
+    # --save_path replaces everything written there.
+    uses_sample_dir = not args.save_path or args.save_individual or args.save_npz
+    prepare_output_dirs((output_folders(cfg, "denoise") if uses_sample_dir else []) +
+                        ([("--save_path", os.path.dirname(os.path.abspath(args.save_path)))]
+                         if args.save_path else []))
 
     setup = sampling_setup(args, cfg)
     model, sampler, shape, (n, rows, cols) = setup.model, setup.sampler, setup.shape, setup.grid

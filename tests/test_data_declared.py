@@ -93,7 +93,7 @@ def test_image_size_and_channels_are_one_setting(tmp_path):
 
     cfg = cfg_of("--image_size", "32")
     assert cfg.data.image_size == cfg.model.resolution == 32
-    cfg = cfg_of("-o", "data.channels=1", "-o", "data.image_size=16")
-    assert (cfg.model.in_channels, cfg.model.out_channels, cfg.model.resolution) == (1, 1, 16)
+    cfg = cfg_of("-o", "data.channels=1", "-o", "data.image_size=64")
+    assert (cfg.model.in_channels, cfg.model.out_channels, cfg.model.resolution) == (1, 1, 64)
     cfg = cfg_of("-o", "data.channels=1", "-o", "model.in_channels=3")  # explicit: checked later
     assert (cfg.data.channels, cfg.model.in_channels) == (1, 3)
