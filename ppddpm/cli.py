@@ -55,6 +55,7 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     from .data import build_dataset, build_loader
     from .data.toy import is_toy
     from .diffusion import GaussianDiffusion
+    from .labels import setup_conditioning
     from .models import build_model
     from .pretrained import compare_model_configs
     from .train.checkpoint import load_checkpoint
@@ -63,6 +64,8 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     import paddle
 
     init_distributed()
+    dataset = build_dataset(cfg.data)
+    setup_conditioning(cfg, dataset)   # model.num_classes and data.class_names from the data
     ckpt, ckpt_path = None, None
     if resume:
         ckpt_path = find_resume_checkpoint(cfg, args.resume_ckpt_path)
@@ -80,7 +83,6 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     if ckpt is not None and not np.allclose(np.asarray(ckpt["betas"]), diffusion.betas, rtol=1e-12):
         raise CheckpointError(f"{ckpt_path} was trained with other betas than this config "
                               "gives; resume with the config it was trained with")
-    dataset = build_dataset(cfg.data)
     trainer = Trainer(cfg, model, diffusion, dataset, options=vars(args), progress=not args.quiet)
     if ckpt is not None:
         trainer.load_state(ckpt, ckpt_path)
@@ -127,6 +129,7 @@ def sampling_setup(args, cfg: Config):
 
 def run_denoise(args, cfg: Config) -> None:
     from .images import save_grid, save_individual, save_npz, save_sequence
+    from .labels import grid_labels, sampling_classes
     from .sampling import generate, generate_sequence, sampler_description
     from .train import dist
 
@@ -137,16 +140,20 @@ def run_denoise(args, cfg: Config) -> None:
     batch = cfg.sample.batchsize or cfg.train.batchsize
     out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
     _say(args, f"sampling {n} images of {shape} with {sampler_description(sampler)}, batch {batch}")
+    classes = sampling_classes(cfg.sample, setup.file_config, args.pretrained_path)
+    labels = None if classes is None else grid_labels(classes, n, rows, cols)
+    guide = dict(labels=labels, guidance_scale=cfg.sample.guidance_scale)
     if list(shape) == [2, 1, 1]:  # 2-D points (toy sets): scatter, GIF and quality JSON
         from .toy_output import run_toy_denoise
-        return run_toy_denoise(args, cfg, model, sampler, lambda message: _say(args, message))
+        return run_toy_denoise(args, cfg, model, sampler, lambda message: _say(args, message),
+                               **guide)
     progress = not args.quiet
     if args.sequence:
         if not dist.is_main():
             return  # a few images: rank 0 draws them alone
         x0_frames, xt_frames = generate_sequence(model, sampler, n, shape, batch,
                                                  every=args.sequence_every, seed=cfg.sample.seed,
-                                                 progress=progress)
+                                                 progress=progress, **guide)
         png = os.path.join(out_dir, f"sequence_{postfix}.png")
         gif = os.path.join(out_dir, f"sequence_{postfix}.gif")
         save_sequence(x0_frames, png)
@@ -158,7 +165,9 @@ def run_denoise(args, cfg: Config) -> None:
     # depends only on (seed, i), so the set is the same whatever the number of ranks.
     start, stop = dist.shard(n)
     mine = generate(model, sampler, stop - start, shape, batch, seed=cfg.sample.seed,
-                    index_offset=start, progress=progress and dist.is_main())
+                    index_offset=start, progress=progress and dist.is_main(),
+                    labels=None if labels is None else labels[start:stop],
+                    guidance_scale=cfg.sample.guidance_scale)
     images = dist.gather_to_main(mine, n)
     if not dist.is_main():
         return

@@ -36,6 +36,7 @@ class DataConfig:
     random_flip: bool = True
     num_workers: int = 8
     download: bool = True
+    class_names: Optional[List[str]] = None  # the labels' names, set by conditional training
 
 
 @dataclass
@@ -87,6 +88,8 @@ class TrainConfig:
     accum_steps: int = 1
     amp: str = "off"
     timestep_sampler: str = "uniform"  # uniform | loss_aware (Improved DDPM eq. 18, for the vlb)
+    conditional: bool = False         # train on the data set's class labels (sets model.num_classes)
+    p_uncond: float = 0.1             # label dropped to "no label" (Ho & Salimans 2022: 0.1 or 0.2)
 
 
 @dataclass
@@ -104,6 +107,8 @@ class SampleConfig:
     sample_postfix: str = "ddpm_cifar10_test"
     sequence_every: Optional[int] = None
     seed: int = 0
+    class_label: Optional[str] = None  # conditional models: index or name, a,b,c, or all
+    guidance_scale: float = 0.0        # classifier-free guidance w (0: the conditional model)
 
 
 @dataclass
@@ -184,6 +189,10 @@ def _coerce(value: Any, target_type: Any, name: str) -> Any:
         if isinstance(value, str):
             value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
         return [int(v) for v in value]
+    if "List[str]" in t:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        return [str(v) for v in value]
     if "bool" in t:
         return parse_bool(value, name)
     if "int" in t:
@@ -273,6 +282,11 @@ def validate(cfg: Config) -> None:
                     ("diffusion.num_diffusion_steps", cfg.diffusion.num_diffusion_steps)):
         if v < 1:
             raise ConfigError(f"{name} must be >= 1, got {v}")
+    if not 0.0 <= cfg.train.p_uncond <= 1.0:
+        raise ConfigError(f"train.p_uncond must be in [0, 1], got {cfg.train.p_uncond}")
+    if cfg.sample.guidance_scale < 0:
+        raise ConfigError(f"sample.guidance_scale must be >= 0 (0: the conditional model), "
+                          f"got {cfg.sample.guidance_scale}")
     if not 0.0 <= cfg.train.ema_decay < 1.0:
         raise ConfigError(f"train.ema_decay must be in [0, 1), got {cfg.train.ema_decay}")
     learned = cfg.diffusion.var_type in ("learned", "learned_range")

@@ -40,6 +40,8 @@ DIR_NAME = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a download gives up
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+               "ship", "truck")  # batches.meta's label_names: label i is CLASS_NAMES[i]
 
 
 def _where_to_put(data_dir: str) -> str:
@@ -165,7 +167,8 @@ def load_cifar10_arrays(data_dir: str, train: bool = True,
 class Cifar10Dataset(paddle.io.Dataset):
     """CIFAR-10 as (float32 CHW image in [-1,1], int64 label) numpy pairs.
 
-    Pixel v becomes v/127.5 - 1. A key may be an int (flip drawn from this
+    Pixel v becomes v/127.5 - 1. Declares channels 3, image_size 32 and the 10
+    ``class_names``. A key may be an int (flip drawn from this
     data set's own RNG, seeded by ``seed``) or an ``(index, flip)`` pair from
     ``ppddpm.data.loader.EpochBatchSampler`` (reproducible across workers).
     """
@@ -175,6 +178,7 @@ class Cifar10Dataset(paddle.io.Dataset):
         super().__init__()
         self.data_dir, self.train, self.random_flip = data_dir, train, random_flip
         self.images, self.labels = load_cifar10_arrays(data_dir, train, download)
+        self.channels, self.image_size, self.class_names = 3, 32, list(CLASS_NAMES)
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:

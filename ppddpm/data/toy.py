@@ -19,7 +19,7 @@ metrics compare with fresh points from ``split="eval"`` (an independent stream).
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -30,6 +30,15 @@ TOY_DATASETS = ("scurve", "swissroll", "gaussian8", "gaussian25", "moons")
 TRAIN_POINTS = 100_000   # size of the training set (~50 epochs of a 2-minute demo)
 _SCALE = 2.828           # the mixtures' usual division, which puts them inside [-1, 1]
 _SPLITS = {"train": 0, "eval": 1}
+
+
+def toy_class_names(name: str) -> Optional[List[str]]:
+    """The names of the labels of ``sample_toy``: the mixtures' modes ("mode0", ...), the
+    moons' halves ("upper" is the outer arc, label 0), None for the unlabelled curves."""
+    spec = mixture_spec(name)
+    if spec is not None:
+        return [f"mode{k}" for k in range(len(spec[0]))]
+    return ["upper", "lower"] if name == "moons" else None
 
 
 def is_toy(name: str) -> bool:
@@ -91,12 +100,16 @@ def sample_toy(name: str, n: int, seed: int = 0, split: str = "train"):
 class ToyDataset:
     """A fixed set of ``n`` points; item i is (float32 [2, 1, 1], int64 label).
 
+    Declares channels 2, image_size 1 and ``class_names`` (``toy_class_names``; the
+    curves are unlabelled and keep label 0).
+
     Keys may be an int or the loader's ``(index, flip)`` pair; flips are ignored,
     since mirroring would change a 2-D distribution.
     """
 
     def __init__(self, name: str, n: int = TRAIN_POINTS, seed: int = 0):
         self.name = name
+        self.channels, self.image_size, self.class_names = 2, 1, toy_class_names(name)
         self.points, self.labels = sample_toy(name, n, seed, "train")
         self._items = self.points.reshape(n, 2, 1, 1)
 
