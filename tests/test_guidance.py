@@ -189,3 +189,17 @@ def test_sampling_classes_refuses_an_unconditional_model_and_guidance_without_la
     assert sampling_classes(SampleConfig(), cfg) is None
     cfg.model.num_classes, cfg.data.class_names = 3, NAMES
     assert sampling_classes(SampleConfig(class_label="automobile"), cfg) == [1]
+
+
+def test_readme_conditional_example_runs():
+    import os
+    import re
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "README.md"), encoding="utf-8") as fh:
+        blocks = re.findall(r"```python\n(.*?)```", fh.read(), re.S)
+    code = [b for b in blocks if "guidance_scale" in b]
+    assert len(code) == 1
+    namespace = {}
+    exec(compile(code[0], "README.md", "exec"), namespace)
+    assert namespace["images"].shape == [4, 3, 8, 8]
+    assert float(namespace["images"].abs().max()) <= 1.0
