@@ -128,9 +128,9 @@ def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, fol
     for k, (a, b) in enumerate(todo):
         if k % size != rank:
             continue
+        guide = {} if labels is None else dict(labels=labels[a:b], guidance_scale=guidance_scale)
         imgs = generate(model, sampler, b - a, shape, b - a, seed=seed, index_offset=a,
-                        progress=False, labels=None if labels is None else labels[a:b],
-                        guidance_scale=guidance_scale)
+                        progress=False, **guide)
         atomic_write(os.path.join(folder, f"{a:07d}-{b:07d}.npy"), lambda fh: np.save(fh, imgs))
         bar.update((b - a) * size)
     bar.close()

@@ -203,3 +203,16 @@ def test_readme_conditional_example_runs():
     exec(compile(code[0], "README.md", "exec"), namespace)
     assert namespace["images"].shape == [4, 3, 8, 8]
     assert float(namespace["images"].abs().max()) <= 1.0
+
+
+def test_eval_generation_gives_image_i_its_label(tmp_path):
+    from ppddpm.evaluate import generate_resumable
+    from ppddpm.sampling import generate
+    model = tiny_net()
+    sampler = DDIMSampler(GaussianDiffusion(get_beta_schedule("linear", 20, 1e-4, 0.05)), num_steps=3)
+    labels = balanced_labels([0, 1, 2], 5)
+    got = generate_resumable(model, sampler, 5, [3, 8, 8], 2, 0, str(tmp_path / "p"), {"t": 1},
+                             progress=False, labels=labels, guidance_scale=1.0)
+    one = generate(model, sampler, 5, [3, 8, 8], 2, progress=False, labels=labels, guidance_scale=1.0)
+    np.testing.assert_array_equal(got, one)
+    assert not np.array_equal(one, generate(model, sampler, 5, [3, 8, 8], 2, progress=False))
