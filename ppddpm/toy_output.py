@@ -229,10 +229,12 @@ def write_training_samples(trainer) -> str:
     from .images import parse_num_images
     from .sampling import build_sampler
     n = parse_num_images(cfg.sample.num_images)[0]
+    labels = getattr(trainer, "sample_labels", None)   # a conditional model: sample.class_label
     out = write_outputs(trainer.ema.model, build_sampler(trainer.diffusion, cfg.sample),
                         cfg.data.dataset, n, _sample_batch(cfg, n), cfg.sample.sample_dir,
                         f"sample_iter{trainer.iteration}", seed=cfg.sample.seed,
-                        extra={"iteration": trainer.iteration})
+                        extra={"iteration": trainer.iteration}, labels=labels,
+                        guidance_scale=cfg.sample.guidance_scale if labels is not None else 0.0)
     trainer.toy_quality = out["quality"]
     return out["png"]
 

@@ -51,6 +51,8 @@ def test_samples_land_in_the_requested_mode_and_guidance_sharpens_them(trained):
     ckpt = paddle.load(str(d / "ckpts" / "toy_cond_ckpt_iter_500.pdparam"))
     assert ckpt["config"]["model"]["num_classes"] == 8
     assert ckpt["config"]["data"]["class_names"] == [f"mode{k}" for k in range(8)]
+    with open(d / "sample" / "sample_iter500.json") as f:   # the training's samples: labelled too
+        assert "frac_in_requested_mode" in json.load(f)
     # --class_label all on 400-8-50: one row of 50 points per mode
     plain = denoise(d, weights, "w0", "--class_label", "all", "--num_images", "400-8-50",
                     "--guidance_scale", "0")

@@ -183,7 +183,7 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------
     def grid_labels(self):
         """Labels of the sample grids of a conditional model (sample.class_label), or None."""
-        if not self.conditional or not self.cfg.sample.class_label or is_toy(self.cfg.data.dataset):
+        if not self.conditional or not self.cfg.sample.class_label:
             return None
         from ..labels import grid_labels, sampling_classes
         return grid_labels(sampling_classes(self.cfg.sample, self.cfg),
