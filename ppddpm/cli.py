@@ -64,8 +64,6 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     import paddle
 
     init_distributed()
-    dataset = build_dataset(cfg.data)
-    setup_conditioning(cfg, dataset)   # model.num_classes and data.class_names from the data
     ckpt, ckpt_path = None, None
     if resume:
         ckpt_path = find_resume_checkpoint(cfg, args.resume_ckpt_path)
@@ -76,6 +74,9 @@ def run_train(args, cfg: Config, resume: bool) -> None:
         if "config" not in ckpt or "ckpt_idx" not in ckpt:
             raise CheckpointError(f"{ckpt_path} is not a ppddpm training checkpoint (it lacks "
                                   "'config' or 'ckpt_idx'); convert it with python -m ppddpm.convert")
+    dataset = build_dataset(cfg.data)
+    setup_conditioning(cfg, dataset)   # model.num_classes and data.class_names from the data
+    if ckpt is not None:
         compare_model_configs(Config.from_dict(ckpt["config"], strict=False).model, cfg.model, ckpt_path)
     paddle.seed(cfg.train.seed)  # the initial weights
     model = build_model(cfg.model)
