@@ -216,3 +216,16 @@ def test_eval_generation_gives_image_i_its_label(tmp_path):
     one = generate(model, sampler, 5, [3, 8, 8], 2, progress=False, labels=labels, guidance_scale=1.0)
     np.testing.assert_array_equal(got, one)
     assert not np.array_equal(one, generate(model, sampler, 5, [3, 8, 8], 2, progress=False))
+
+
+def test_sequence_frames_end_in_the_labelled_samples():
+    from ppddpm.sampling import generate, generate_sequence
+    model = tiny_net()
+    sampler = DDIMSampler(GaussianDiffusion(get_beta_schedule("linear", 20, 1e-4, 0.05)), num_steps=4)
+    labels = [0, 2, 1]
+    x0_frames, xt_frames = generate_sequence(model, sampler, 3, [3, 8, 8], 2, every=2,
+                                             progress=False, labels=labels, guidance_scale=1.5)
+    final = generate(model, sampler, 3, [3, 8, 8], 2, progress=False, labels=labels,
+                     guidance_scale=1.5)
+    assert len(xt_frames) == 2
+    np.testing.assert_array_equal(xt_frames[-1], final)
