@@ -70,6 +70,7 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     from .data.spec import check_model_matches_data
     from .data.toy import is_toy
     from .diffusion import GaussianDiffusion
+    from .labels import setup_conditioning
     from .models import build_model
     from .pretrained import compare_model_configs
     from .train.checkpoint import load_checkpoint
@@ -89,20 +90,22 @@ def run_train(args, cfg: Config, resume: bool) -> None:
             raise CheckpointError(f"{ckpt_path} is not a ppddpm training checkpoint (it lacks "
                                   "'config' or 'ckpt_idx'); convert it with python -m ppddpm.convert")
         cfg = config_for_resume(args, ckpt, ckpt_path)  # the run's own config, then the flags
-        compare_model_configs(Config.from_dict(ckpt["config"], strict=False).model, cfg.model, ckpt_path)
     # Before the first iteration: the grids' sampler and every output folder (write-tested).
     draws_samples = cfg.train.sample_interval > 0 or is_toy(cfg.data.dataset)
     if draws_samples:
         checked_sampler(GaussianDiffusion.from_config(cfg.diffusion), cfg.sample)
     prepare_output_dirs(output_folders(cfg, "train", draws_samples))
+    dataset = build_dataset(cfg.data)
+    setup_conditioning(cfg, dataset)   # model.num_classes and data.class_names from the data
+    check_model_matches_data(dataset, cfg.model)
+    if ckpt is not None:
+        compare_model_configs(Config.from_dict(ckpt["config"], strict=False).model, cfg.model, ckpt_path)
     paddle.seed(cfg.train.seed)  # the initial weights
     model = build_model(cfg.model)
     diffusion = GaussianDiffusion.from_config(cfg.diffusion)
     if ckpt is not None and not np.allclose(np.asarray(ckpt["betas"]), diffusion.betas, rtol=1e-12):
         raise CheckpointError(f"{ckpt_path} was trained with other betas than this config "
                               "gives; resume with the config it was trained with")
-    dataset = build_dataset(cfg.data)
-    check_model_matches_data(dataset, cfg.model)
     trainer = Trainer(cfg, model, diffusion, dataset, options=vars(args), progress=bars_wanted(args.quiet))
     if ckpt is not None:
         trainer.load_state(ckpt, ckpt_path)
@@ -179,6 +182,7 @@ def sampling_setup(args, cfg: Config):
 def run_denoise(args, cfg: Config) -> None:
     from .grid_output import grid_layout, maybe_grey, sample_paths, show_image
     from .images import save_grid, save_individual, save_npz, save_sequence
+    from .labels import grid_labels, sampling_classes
     from .sampling import generate, generate_sequence, sampler_description
     from .script_match import match_file_to_script
     from .train import dist
@@ -203,9 +207,13 @@ def run_denoise(args, cfg: Config) -> None:
     out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
     paths = sample_paths(out_dir, postfix, args.save_path)
     _say(args, f"sampling {n} images of {shape} with {sampler_description(sampler)}, batch {batch}")
+    classes = sampling_classes(cfg.sample, setup.file_config, args.pretrained_path)
+    labels = None if classes is None else grid_labels(classes, n, rows, cols)
+    guide = dict(labels=labels, guidance_scale=cfg.sample.guidance_scale)
     if list(shape) == [2, 1, 1]:  # 2-D points (toy sets): scatter, GIF and quality JSON
         from .toy_output import run_toy_denoise
-        return run_toy_denoise(args, cfg, model, sampler, lambda message: _say(args, message))
+        return run_toy_denoise(args, cfg, model, sampler, lambda message: _say(args, message),
+                               **guide)
     progress = bars_wanted(args.quiet)
     if args.sequence:
         if not dist.is_main():
@@ -213,7 +221,7 @@ def run_denoise(args, cfg: Config) -> None:
         every = args.sequence_every or cfg.sample.sequence_every
         x0_frames, xt_frames = generate_sequence(model, sampler, n, shape, batch,
                                                  every=every, seed=cfg.sample.seed,
-                                                 progress=progress)
+                                                 progress=progress, **guide)
         png, gif = paths.sequence, paths.gif
         save_sequence([grey(f) for f in x0_frames], png)
         save_sequence([grey(f) for f in xt_frames], paths.sequence_xt, gif_path=gif,
@@ -226,7 +234,9 @@ def run_denoise(args, cfg: Config) -> None:
     # depends only on (seed, i), so the set is the same whatever the number of ranks.
     start, stop = dist.shard(n)
     mine = generate(model, sampler, stop - start, shape, batch, seed=cfg.sample.seed,
-                    index_offset=start, progress=progress and dist.is_main())
+                    index_offset=start, progress=progress and dist.is_main(),
+                    labels=None if labels is None else labels[start:stop],
+                    guidance_scale=cfg.sample.guidance_scale)
     images = dist.gather_to_main(mine, n)
     if not dist.is_main():
         return

@@ -74,6 +74,16 @@ CONFIG_FLAGS = {
     "respacing": ("sample.respacing", str, "DDPM on a subsequence: 'ddim50', '250' or '10,15,20'"),
     "sample_seed": ("sample.seed", int, "seed of the sampling noise (image i depends only on it and i)"),
     "clip_denoised": ("sample.clip_denoised", _bool, "clip the predicted x0 to the data range"),
+    # class-conditional models (classifier-free guidance)
+    "class_label": ("sample.class_label", str, "conditional models: the class to sample, by "
+                    "name or index, a comma list (one block of grid rows each), or 'all' (with "
+                    "--num_images 100-10-10: one row per class of 10)"),
+    "guidance_scale": ("sample.guidance_scale", float, "classifier-free guidance w: eps = (1+w) "
+                       "eps(x, y) - w eps(x, no label); 0 samples the conditional model"),
+    "conditional": ("train.conditional", _bool, "train a class-conditional model on the data "
+                    "set's labels (sets model.num_classes from it)"),
+    "p_uncond": ("train.p_uncond", float, "conditional training: probability that a label is "
+                 "replaced by 'no label', which trains the unconditional half of guidance"),
 }
 
 

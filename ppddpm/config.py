@@ -38,6 +38,7 @@ class DataConfig:
     download: bool = True
     channels: int = 3                 # 1 (greyscale) | 3 (RGB); image folders convert to it
     class_level: int = 1              # image folders: the sub-folder depth that names the class
+    class_names: Optional[List[str]] = None  # the labels' names, set by conditional training
 
 
 @dataclass
@@ -89,6 +90,8 @@ class TrainConfig:
     accum_steps: int = 1
     amp: str = "off"
     timestep_sampler: str = "uniform"  # uniform | loss_aware (Improved DDPM eq. 18, for the vlb)
+    conditional: bool = False         # train on the data set's class labels (sets model.num_classes)
+    p_uncond: float = 0.1             # label dropped to "no label" (Ho & Salimans 2022: 0.1 or 0.2)
 
 
 @dataclass
@@ -106,6 +109,8 @@ class SampleConfig:
     sample_postfix: str = "ddpm_cifar10_test"
     sequence_every: Optional[int] = None
     seed: int = 0
+    class_label: Optional[str] = None  # conditional models: index or name, a,b,c, or all
+    guidance_scale: float = 0.0        # classifier-free guidance w (0: the conditional model)
 
 
 @dataclass
@@ -197,6 +202,10 @@ def _coerce(value: Any, target_type: Any, name: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise TypeError(value)
         return [_to_int(v) for v in value]
+    if "List[str]" in t:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+        return [str(v) for v in value]
     if "bool" in t:
         return parse_bool(value, name)
     if "int" in t:

@@ -74,12 +74,14 @@ RANGES = {
     "train.ckpt_interval": AT_LEAST_0,          # 0: only at the end
     "train.keep_last": AT_LEAST_0,              # 0: keep all
     "train.accum_steps": AT_LEAST_1,
+    "train.p_uncond": Range(0, 1),              # classifier-free guidance's label dropout
     "sample.stride": AT_LEAST_1,
     "sample.num_steps": AT_LEAST_1,
     "sample.eta": AT_LEAST_0,
     "sample.batchsize": AT_LEAST_1,
     "sample.sequence_every": AT_LEAST_1,
     "sample.seed": SEED,
+    "sample.guidance_scale": AT_LEAST_0,        # 0: the plain conditional model
 }
 
 # Which of beta_start/beta_end each schedule reads (schedules.py). A schedule missing here

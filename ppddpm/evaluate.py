@@ -108,9 +108,10 @@ def _open_partial(folder: str, meta: dict, create: bool) -> None:
 
 
 def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, folder: str,
-                       meta: dict, progress: bool = True) -> Optional[np.ndarray]:
+                       meta: dict, progress: bool = True, labels=None,
+                       guidance_scale: float = 0.0) -> Optional[np.ndarray]:
     """All n images as uint8 NHWC on rank 0 (None on the other ranks), resuming from the
-    chunks already in ``folder``."""
+    chunks already in ``folder``; image i of a conditional model has class ``labels[i]``."""
     from tqdm.auto import tqdm
     from .sampling import generate
     from .train import dist
@@ -127,8 +128,9 @@ def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, fol
     for k, (a, b) in enumerate(todo):
         if k % size != rank:
             continue
+        guide = {} if labels is None else dict(labels=labels[a:b], guidance_scale=guidance_scale)
         imgs = generate(model, sampler, b - a, shape, b - a, seed=seed, index_offset=a,
-                        progress=False)
+                        progress=False, **guide)
         atomic_write(os.path.join(folder, f"{a:07d}-{b:07d}.npy"), lambda fh: np.save(fh, imgs))
         bar.update((b - a) * size)
     bar.close()
@@ -152,6 +154,7 @@ def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, fol
 def _generate_for_eval(args, cfg: Config):
     """(ImageSource or None on other ranks, info dict) from --pretrained_path."""
     from .cli import sampling_setup
+    from .labels import balanced_labels, sampling_classes
     from .metrics.features import from_array
     from .sampling import sampler_description
 
@@ -164,23 +167,30 @@ def _generate_for_eval(args, cfg: Config):
     model, sampler, shape = setup.model, setup.sampler, setup.shape
     n, batch, s = args.num_samples, cfg.sample.batchsize or cfg.train.batchsize, cfg.sample
     desc = sampler_description(sampler)
+    classes = sampling_classes(s, setup.file_config, args.pretrained_path)
+    labels = None if classes is None else balanced_labels(classes, n)   # class-balanced
     meta = {"pretrained_path": os.path.abspath(args.pretrained_path),
             "pretrained_bytes": os.path.getsize(args.pretrained_path), "sampler": desc,
             "respacing": s.respacing, "skip": s.skip if s.sampler == "ddim" else None,
             "clip_denoised": s.clip_denoised, "seed": s.seed, "shape": list(shape)}
+    if classes is not None:   # (unconditional runs keep their old meta, so their files stay valid)
+        meta.update(classes=classes, guidance_scale=s.guidance_scale)
     base = os.path.join(s.sample_dir, f"{s.sample_postfix}_eval")
     path = f"{base}{n}.npz"
     info = {"checkpoint": args.pretrained_path,
             "checkpoint_iteration": checkpoint_iteration(args.pretrained_path),
             "sampler": desc, "sampler_steps": sampler.num_steps, "sample_seed": s.seed,
             "samples": path}
+    if classes is not None:
+        info.update(class_labels=classes, guidance_scale=s.guidance_scale)
     images = _finished_samples(path, meta)
     if images is not None:
         _say(args, f"eval: reusing {path} ({n} samples of these settings)")
         return from_array(images, path), info
     _say(args, f"eval: {n} samples from {args.pretrained_path} with {desc}, batch {batch}")
     images = generate_resumable(model, sampler, n, shape, batch, s.seed, base + ".partial",
-                                meta, progress=not args.quiet)
+                                meta, progress=not args.quiet, labels=labels,
+                                guidance_scale=s.guidance_scale)
     if images is None:
         return None, info
     text = json.dumps(meta, sort_keys=True)

@@ -106,3 +106,18 @@ def quality(points, dataset: str, num_reference: Optional[int] = None, seed: int
     if spec is not None:
         out.update(mode_stats(x, *spec))
     return out
+
+
+def requested_mode_stats(points, labels, means, std: float) -> Dict[str, float]:
+    """How well class-conditional samples obey their labels, for a mixture whose label is
+    the mode index: the fraction whose nearest mode is the requested one, the fraction
+    within 3 sigma of the requested mode, and the spread (root-mean-square distance to the
+    requested mode's mean; true points have sqrt(2) sigma)."""
+    x = _as_points(points, "points")
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    means = np.asarray(means, dtype=np.float64)
+    d2 = ((x[:, None, :] - means[None, :, :]) ** 2).sum(-1)
+    own = d2[np.arange(len(x)), labels]
+    return {"frac_in_requested_mode": float((d2.argmin(axis=1) == labels).mean()),
+            "frac_within_3sigma_of_requested": float((np.sqrt(own) <= 3.0 * std).mean()),
+            "spread_rms": float(np.sqrt(own.mean())), "true_spread_rms": float(math.sqrt(2) * std)}

@@ -34,11 +34,17 @@ def image_shape(model_cfg) -> List[int]:
     return [model_cfg.in_channels, model_cfg.resolution, model_cfg.resolution]
 
 
+def _batch_labels(labels, start: int, n: int):
+    return None if labels is None else np.asarray(labels, dtype=np.int64)[start:start + n]
+
+
 def generate(model, sampler: Sampler, num_images: int, shape: Sequence[int], batch_size: int,
-             seed: int = 0, index_offset: int = 0, progress: bool = True) -> np.ndarray:
+             seed: int = 0, index_offset: int = 0, progress: bool = True,
+             labels: Optional[Sequence[int]] = None, guidance_scale: float = 0.0) -> np.ndarray:
     """Draw ``num_images`` images in batches; returns uint8 NHWC.
 
-    Image i always gets the noise of (seed, index_offset + i), whatever the batch size.
+    Image i always gets the noise of (seed, index_offset + i), whatever the batch size, and
+    the class ``labels[i]`` (a conditional model; guided when ``guidance_scale`` != 0).
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -47,7 +53,8 @@ def generate(model, sampler: Sampler, num_images: int, shape: Sequence[int], bat
     for start in range(0, num_images, batch_size):
         n = min(batch_size, num_images - start)
         x = sampler.sample(model, [n] + list(shape), seed=seed,
-                           index_offset=index_offset + start, progress=progress)
+                           index_offset=index_offset + start, progress=progress,
+                           y=_batch_labels(labels, start, n), guidance_scale=guidance_scale)
         out.append(to_uint8(x))
         bar.update(n)
     bar.close()
@@ -61,8 +68,10 @@ def default_sequence_every(sampler: Sampler) -> int:
 
 def generate_sequence(model, sampler: Sampler, num_images: int, shape: Sequence[int],
                       batch_size: int, every: Optional[int] = None, seed: int = 0,
-                      progress: bool = True):
-    """Progressive generation: (pred_x0 frames, x_t frames), each a list over time of uint8 NHWC."""
+                      progress: bool = True, labels: Optional[Sequence[int]] = None,
+                      guidance_scale: float = 0.0):
+    """Progressive generation: (pred_x0 frames, x_t frames), each a list over time of uint8
+    NHWC; ``labels``/``guidance_scale`` as in ``generate``."""
     every = every or default_sequence_every(sampler)
     x0_frames: List[List[np.ndarray]] = []
     xt_frames: List[List[np.ndarray]] = []
@@ -71,7 +80,9 @@ def generate_sequence(model, sampler: Sampler, num_images: int, shape: Sequence[
         x0_b, xt_b = [], []
         for i, frame in enumerate(sampler.progressive(model, [n] + list(shape), every=every,
                                                       seed=seed, index_offset=start,
-                                                      progress=progress)):
+                                                      progress=progress,
+                                                      y=_batch_labels(labels, start, n),
+                                                      guidance_scale=guidance_scale)):
             x0_b.append(to_uint8(frame["pred_x0"]))
             xt_b.append(to_uint8(frame["x"]))
         x0_frames.append(x0_b)

@@ -16,9 +16,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .data.toy import is_toy, sample_toy
+from .data.toy import is_toy, mixture_spec, sample_toy
 from .fileio import atomic_write
-from .metrics2d import TRUE_FRAC_3SIGMA, quality
+from .metrics2d import TRUE_FRAC_3SIGMA, quality, requested_mode_stats
 
 TOY_SHAPE = [2, 1, 1]       # a 2-D point as a 2-channel 1x1 image
 LIM = 1.25                  # the plots show [-LIM, LIM]^2
@@ -36,12 +36,13 @@ def frame_steps(num_steps: int, frames: int) -> List[int]:
 
 
 def sample_points(model, sampler, n: int, batch: int, seed: int = 0,
-                  frames: int = 0, progress: bool = False):
+                  frames: int = 0, progress: bool = False, labels=None,
+                  guidance_scale: float = 0.0):
     """Draw n points -> (float32 [n, 2], [(t, float32 [n, 2]), ...]).
 
     With ``frames`` > 0 the second item holds x_T and about ``frames`` states x_t of the
     reverse process (see frame_steps; the last is the result). Point i uses the noise of
-    (seed, i), whatever the batch size.
+    (seed, i), whatever the batch size, and class ``labels[i]`` of a conditional model.
     """
     from .samplers.noise import NoiseStream
     keep = set(s - 1 for s in frame_steps(sampler.num_steps, frames)) if frames else set()
@@ -53,8 +54,10 @@ def sample_points(model, sampler, n: int, batch: int, seed: int = 0,
         if frames:
             x_T = NoiseStream(seed, range(start, start + m), TOY_SHAPE).next()
             states.append((sampler.steps[0][0], x_T.numpy().reshape(m, 2)))
+        y = None if labels is None else labels[start:start + m]
         for i, out in enumerate(sampler.progressive(model, [m] + TOY_SHAPE, every=every, seed=seed,
-                                                    index_offset=start, progress=progress)):
+                                                    index_offset=start, progress=progress, y=y,
+                                                    guidance_scale=guidance_scale)):
             if not frames or i in keep:   # without frames, only the last step is yielded
                 states.append((out["t"], out["x"].numpy().reshape(m, 2)))
         pts.append(states[-1][1])
@@ -180,7 +183,7 @@ def evaluate(points: np.ndarray, dataset: str, seed: int = 0) -> dict:
 
 def write_outputs(model, sampler, dataset: Optional[str], n: int, batch: int, out_dir: str,
                   stem: str, seed: int = 0, gif: bool = True, extra: Optional[dict] = None,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, labels=None, guidance_scale: float = 0.0) -> dict:
     """Sample n points and write {stem}.png (scatter), {stem}.gif (if gif) and {stem}.json.
 
     Returns {"png", "gif", "json", "quality", "points", "frames"}; without a known toy
@@ -189,7 +192,7 @@ def write_outputs(model, sampler, dataset: Optional[str], n: int, batch: int, ou
     from .sampling import sampler_description
     start = time.perf_counter()
     pts, frames = sample_points(model, sampler, n, batch, seed, frames=40 if gif else 0,
-                                progress=progress)
+                                progress=progress, labels=labels, guidance_scale=guidance_scale)
     seconds = time.perf_counter() - start
     info = {"sampler": sampler_description(sampler), "num_steps": sampler.num_steps,
             "sample_seconds": round(seconds, 2), "num_samples": int(n), **(extra or {})}
@@ -199,6 +202,8 @@ def write_outputs(model, sampler, dataset: Optional[str], n: int, batch: int, ou
         q = evaluate(pts, dataset, seed=0)
         q.pop("mode_counts", None)
         info.update(q)
+        if labels is not None and mixture_spec(dataset) is not None:   # conditional samples
+            info.update(requested_mode_stats(pts, labels[:n], *mixture_spec(dataset)))
         data, text = sample_toy(dataset, n, seed=0, split="eval")[0], caption(q)
     out["png"] = save_scatter(os.path.join(out_dir, stem + ".png"), data, pts, text=text)
     if gif:
@@ -224,10 +229,13 @@ def write_training_samples(trainer) -> str:
     from .images import parse_num_images
     from .sampling import build_sampler
     n = parse_num_images(cfg.sample.num_images)[0]
+    labels = getattr(trainer, "sample_labels", None)   # a conditional model: sample.class_label
     out = write_outputs(trainer.ema.model, build_sampler(trainer.diffusion, cfg.sample),
                         cfg.data.dataset, n, _sample_batch(cfg, n), cfg.sample.sample_dir,
                         f"sample_iter{trainer.iteration}", seed=cfg.sample.seed,
-                        extra={"iteration": trainer.iteration}, progress=trainer.progress)
+                        extra={"iteration": trainer.iteration}, progress=trainer.progress,
+                        labels=labels,
+                        guidance_scale=cfg.sample.guidance_scale if labels is not None else 0.0)
     trainer.toy_quality = out["quality"]
     return out["png"]
 
@@ -251,10 +259,10 @@ def dataset_of_file(path: str) -> Optional[str]:
     return (cfg.get("data") or {}).get("dataset")
 
 
-def run_toy_denoise(args, cfg, model, sampler, say) -> None:
+def run_toy_denoise(args, cfg, model, sampler, say, labels=None, guidance_scale: float = 0.0) -> None:
     """--mode denoise for 2-D models: sample_{postfix}.png/.json, and with --sequence
     sequence_{postfix}.gif/.png (--save_path FILE.png: FILE.png/.json/.gif); --save_npz
-    writes the float points; --show opens the PNG."""
+    writes the float points (and their labels); --show opens the PNG."""
     from .grid_output import show_image
     from .images import parse_num_images
     from .progress import bars_wanted
@@ -270,7 +278,8 @@ def run_toy_denoise(args, cfg, model, sampler, say) -> None:
         out_dir, stem = os.path.split(os.path.splitext(args.save_path)[0])
     out = write_outputs(model, sampler, dataset, n, _sample_batch(cfg, n), out_dir or ".", stem,
                         seed=cfg.sample.seed, gif=bool(args.sequence),
-                        progress=bars_wanted(args.quiet))
+                        progress=bars_wanted(args.quiet),
+                        labels=labels, guidance_scale=guidance_scale)
     if args.sequence:   # every 5th of the GIF's frames, always ending with the result
         frames = out["frames"]
         strip = frames[::5] if (len(frames) - 1) % 5 == 0 else frames[::5] + frames[-1:]
@@ -280,6 +289,7 @@ def run_toy_denoise(args, cfg, model, sampler, say) -> None:
         show_image(out["png"], lambda message: print(message, flush=True))
     if args.save_npz:
         path = os.path.join(out_dir, postfix + ".npz")
-        atomic_write(path, lambda fh: np.savez(fh, points=out["points"]))
+        extra = {} if labels is None else {"labels": np.asarray(labels)}
+        atomic_write(path, lambda fh: np.savez(fh, points=out["points"], **extra))
         say(f"wrote {path}")
     say(summary(out["quality"]))

@@ -10,7 +10,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ppddpm.config import Config  # noqa: E402
 
 
-def tiny_config(out_dir, batchsize=4, accum=1, iters=2):
+def tiny_config(out_dir, batchsize=4, accum=1, iters=2, p_uncond=None):
+    """The tiny UNet; with ``p_uncond``, a conditional MLP on 3 classes (its labels reach
+    the loss from the 2nd iteration, where the UNet's zero-initialised convs need a 3rd)."""
     cfg = Config()
     m = cfg.model
     m.ch, m.ch_mult, m.num_res_blocks, m.attn_resolutions, m.dropout, m.resolution = 32, [1, 2], 1, [8], 0.0, 16
@@ -19,11 +21,14 @@ def tiny_config(out_dir, batchsize=4, accum=1, iters=2):
     t.batchsize, t.accum_steps, t.training_iters, t.warmup_steps = batchsize, accum, iters, 1
     t.sample_interval, t.ckpt_interval, t.ema_decay, t.lr = 0, 1, 0.5, 2e-4  # the paper's lr
     t.ckpt_dir, t.log_dir = os.path.join(out_dir, "ckpts"), os.path.join(out_dir, "log")
+    if p_uncond is not None:
+        m.arch, m.num_classes, t.p_uncond = "mlp", 3, p_uncond
     return cfg
 
 
 class FixedImages(paddle.io.Dataset):
-    """8 fixed 16x16 images in [-1, 1]; keys are ints or (index, flip) pairs."""
+    """8 fixed 16x16 images in [-1, 1] with labels i mod 3; keys are ints or (index, flip) pairs."""
+    class_names = ["a", "b", "c"]
 
     def __init__(self):
         self.data = np.random.default_rng(0).uniform(-1, 1, (8, 3, 16, 16)).astype("float32")
@@ -34,12 +39,13 @@ class FixedImages(paddle.io.Dataset):
     def __getitem__(self, key):
         i, flip = key if isinstance(key, (tuple, list)) else (key, False)
         img = self.data[int(i)]
-        return (img[:, :, ::-1].copy() if flip else img), np.int64(0)
+        return (img[:, :, ::-1].copy() if flip else img), np.int64(int(i) % 3)
 
 
-def train_tiny(out_dir, batchsize=4, accum=1, iters=2, resume_from=None, amp="off"):
+def train_tiny(out_dir, batchsize=4, accum=1, iters=2, resume_from=None, amp="off",
+               p_uncond=None):
     """Train the tiny UNet (from a checkpoint if given); each rank writes into its own
-    folder and saves its weights."""
+    folder and saves its weights. ``p_uncond``: a class-conditional net (see tiny_config)."""
     from ppddpm.data import build_loader
     from ppddpm.diffusion import GaussianDiffusion
     from ppddpm.models import build_model
@@ -48,7 +54,7 @@ def train_tiny(out_dir, batchsize=4, accum=1, iters=2, resume_from=None, amp="of
 
     world, rank = init_distributed()
     rank_dir = os.path.join(out_dir, f"rank{rank}")
-    cfg = tiny_config(rank_dir, batchsize, accum, iters)
+    cfg = tiny_config(rank_dir, batchsize, accum, iters, p_uncond)
     cfg.train.amp = amp
     paddle.seed(0)
     model = build_model(cfg.model)

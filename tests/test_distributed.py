@@ -24,8 +24,24 @@ def assert_same_weights(a, b, atol):
 
 
 def test_two_ranks_on_half_batches_equal_one_process(tmp_path):
-    dist.spawn(train_tiny, args=(str(tmp_path), 4, 1, 2), nprocs=2, backend="gloo")
-    train_tiny(str(tmp_path / "single"), 4, 1, 2)
+    check_rank_independence_and_resume(tmp_path)
+
+
+def test_conditional_training_with_label_dropout_is_rank_independent_and_resumes(tmp_path):
+    # p_uncond 0.5: some of the 4 labels of each batch become the "no label" id, each by its
+    # example's own stream, so the halves of 2 ranks drop exactly the labels 1 process drops.
+    check_rank_independence_and_resume(tmp_path, p_uncond=0.5)
+    # the dropout changed the update (else this test would hold without labels too)
+    train_tiny(str(tmp_path / "no_dropout"), 4, 1, 2, p_uncond=0.0)
+    a = load(tmp_path / "single" / "weights_rank0_of1.npz")
+    b = load(tmp_path / "no_dropout" / "weights_rank0_of1.npz")
+    assert np.abs(a["label_emb.weight"] - b["label_emb.weight"]).max() > 1e-6
+
+
+def check_rank_independence_and_resume(tmp_path, p_uncond=None, iters=2):
+    dist.spawn(train_tiny, args=(str(tmp_path), 4, 1, iters, None, "off", p_uncond), nprocs=2,
+               backend="gloo")
+    train_tiny(str(tmp_path / "single"), 4, 1, iters, p_uncond=p_uncond)
     r0 = load(tmp_path / "weights_rank0_of2.npz")
     r1 = load(tmp_path / "weights_rank1_of2.npz")
     one = load(tmp_path / "single" / "weights_rank0_of1.npz")
@@ -33,18 +49,18 @@ def test_two_ranks_on_half_batches_equal_one_process(tmp_path):
     assert_same_weights(r0, one, atol=1e-6)      # == one process on the full batch
     assert np.abs(r0["losses"] - one["losses"]).max() < 1e-6
     # the weights moved (two real updates happened)
-    init = tiny_config(str(tmp_path))
+    init = tiny_config(str(tmp_path), p_uncond=p_uncond)
     paddle.seed(0)
     start = build_model(init.model).state_dict()
     assert max(np.abs(r0[k] - v.numpy()).max() for k, v in start.items()) > 1e-4
     # Only rank 0 wrote files; each rank was given its own folders.
-    assert sorted(os.listdir(tmp_path / "rank0" / "ckpts")) == [
-        "cifar10_ckpt_iter_1.pdparam", "cifar10_ckpt_iter_2.pdparam",
-        "ddpm_cifar10_i2.pdparam", "ddpm_cifar10_i2_ema.pdparam"]
+    assert sorted(os.listdir(tmp_path / "rank0" / "ckpts")) == sorted(
+        [f"cifar10_ckpt_iter_{i}.pdparam" for i in range(1, iters + 1)]
+        + [f"ddpm_cifar10_i{iters}.pdparam", f"ddpm_cifar10_i{iters}_ema.pdparam"])
     assert not (tmp_path / "rank1").exists()
-    # Resume the 2-rank checkpoint of iteration 1 in one process: iteration 2 matches.
-    train_tiny(str(tmp_path / "resumed"), 4, 1, 2,
-               resume_from=str(tmp_path / "rank0" / "ckpts" / "cifar10_ckpt_iter_1.pdparam"))
+    # Resume the 2-rank checkpoint of the middle iteration in one process: the rest matches.
+    train_tiny(str(tmp_path / "resumed"), 4, 1, iters, p_uncond=p_uncond,
+               resume_from=str(tmp_path / "rank0" / "ckpts" / f"cifar10_ckpt_iter_{iters // 2}.pdparam"))
     resumed = load(tmp_path / "resumed" / "weights_rank0_of1.npz")
     resumed.pop("losses"), r0.pop("losses")
     assert_same_weights(resumed, r0, atol=1e-6)

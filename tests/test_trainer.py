@@ -12,7 +12,8 @@ from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.errors import PPDDPMError, TrainingDiverged
 from ppddpm.models import build_model
 from ppddpm.train.ema import EMA
-from ppddpm.train.randomness import example_draws, uniform_timesteps
+from ppddpm.train.randomness import (drop_labels, example_draws, label_dropout_uniform,
+                                     uniform_timesteps)
 from ppddpm.train.trainer import Trainer
 
 
@@ -54,11 +55,11 @@ def test_interrupt_saves_a_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
     real_step = trainer.train_step
 
-    def step_then_interrupt(batches):
+    def step_then_interrupt(*batches):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real_step(batches)
+        return real_step(*batches)
     monkeypatch.setattr(trainer, "train_step", step_then_interrupt)
     with pytest.raises(PPDDPMError, match="interrupted at iteration 2.*--mode resume"):
         trainer.fit(loader)
@@ -89,3 +90,35 @@ def test_example_draws_depend_only_on_seed_iteration_and_index():
     u, _ = example_draws(1, 0, range(20000), (1,))
     counts = np.bincount(uniform_timesteps(u, 4)[0].numpy(), minlength=4)
     assert np.all(np.abs(counts - 5000) < 5 * np.sqrt(20000 * 0.25 * 0.75))
+
+
+def test_label_dropout_rate_is_p_uncond_from_each_examples_own_stream():
+    n = 200_000
+    u = label_dropout_uniform(3, 7, range(n))
+    for p in (0.1, 0.2):
+        rate = float((drop_labels(np.ones(n, np.int64), u, p, 10) == 10).mean())
+        assert abs(rate - p) < 5 * np.sqrt(p * (1 - p) / n)
+    # one rank's share of the global batch draws what the whole batch draws at its indices
+    np.testing.assert_array_equal(label_dropout_uniform(3, 7, range(1000, 2000)), u[1000:2000])
+    # independent of the timestep uniform of the same example, and new every iteration
+    t_u, _ = example_draws(3, 7, range(n), (1,))
+    assert abs(np.corrcoef(u, t_u)[0, 1]) < 5 / np.sqrt(n)
+    assert abs(np.corrcoef(u, label_dropout_uniform(3, 8, range(n)))[0, 1]) < 5 / np.sqrt(n)
+
+
+def test_trainer_feeds_the_labels_with_the_null_id_at_p_uncond(tmp_path):
+    cfg = tiny_config(str(tmp_path))
+    cfg.model.num_classes, cfg.train.p_uncond, cfg.train.batchsize = 3, 0.3, 8
+    paddle.seed(0)
+    trainer = Trainer(cfg, build_model(cfg.model), GaussianDiffusion.from_config(cfg.diffusion),
+                      FixedImages(), progress=False)
+    labels = np.arange(8) % 3
+    fed = []
+    for it in range(500):
+        trainer.iteration = it
+        fed.append(trainer.model_labels(0, paddle.to_tensor(labels))["y"].numpy())
+    fed = np.stack(fed)
+    dropped = fed == 3
+    assert abs(dropped.mean() - 0.3) < 5 * np.sqrt(0.3 * 0.7 / fed.size)
+    np.testing.assert_array_equal(fed[~dropped], np.broadcast_to(labels, fed.shape)[~dropped])
+    assert trainer.model_labels(0, None) == {}

@@ -12,6 +12,7 @@ import paddle
 from tqdm.auto import tqdm
 
 from ..diffusion import GaussianDiffusion
+from ..guidance import with_labels
 from .noise import NoiseStream
 
 
@@ -44,16 +45,19 @@ class Sampler:
     @paddle.no_grad()
     def progressive(self, model, shape: Sequence[int], every: int = 1, seed: int = 0,
                     index_offset: int = 0, noise: Optional[paddle.Tensor] = None,
-                    progress: bool = False) -> Iterator[dict]:
+                    progress: bool = False, y=None, guidance_scale: float = 0.0) -> Iterator[dict]:
         """Yield {"t", "x", "pred_x0"} every ``every`` steps and after the last step.
 
         ``x`` is x_{t_prev} after the step, in [-1, 1] model space; image ``i`` of the batch is
         image ``index_offset + i`` of the run (its noise depends only on seed and that index).
         ``noise``, if given, replaces x_T (the per-step noise still comes from the stream).
+        ``y``: class labels of the batch (a conditional model), sampled with classifier-free
+        guidance of scale ``guidance_scale`` (ppddpm.guidance; 0: the conditional model).
         """
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         N = int(shape[0])
+        model = with_labels(model, y, guidance_scale)   # every step calls model(x, t)
         stream = NoiseStream(seed, range(index_offset, index_offset + N), shape[1:])
         x = stream.next()
         if noise is not None:
@@ -66,10 +70,13 @@ class Sampler:
                        "pred_x0": to_unit_range(pred_x0, model)}
 
     def sample(self, model, shape: Sequence[int], seed: int = 0, index_offset: int = 0,
-               noise: Optional[paddle.Tensor] = None, progress: bool = True) -> paddle.Tensor:
-        """Draw a batch; returns the final x_0 in [-1, 1]."""
+               noise: Optional[paddle.Tensor] = None, progress: bool = True, y=None,
+               guidance_scale: float = 0.0) -> paddle.Tensor:
+        """Draw a batch; returns the final x_0 in [-1, 1]. ``y``/``guidance_scale``: see
+        ``progressive``."""
         last = None
         for last in self.progressive(model, shape, every=len(self.steps), seed=seed,
-                                     index_offset=index_offset, noise=noise, progress=progress):
+                                     index_offset=index_offset, noise=noise, progress=progress,
+                                     y=y, guidance_scale=guidance_scale):
             pass
         return last["x"]

@@ -34,14 +34,15 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _stream_bits(seed: int, iteration: int, indices: Sequence[int], count: int) -> np.ndarray:
-    """uint64 [len(indices), count]: the first ``count`` values of each example's stream."""
+def _stream_bits(seed: int, iteration: int, indices: Sequence[int], count: int,
+                 start: int = 1) -> np.ndarray:
+    """uint64 [len(indices), count]: values start..start+count-1 of each example's stream."""
     with np.errstate(over="ignore"):   # uint64 arithmetic wraps modulo 2^64 on purpose
         j = np.asarray(list(indices), dtype=np.uint64)
         key = _mix(np.full(j.shape, np.uint64(int(seed) % 2 ** 64)) + _GAMMA)
         key = _mix(key ^ np.uint64(int(iteration) % 2 ** 64))
         key = _mix(_mix(key + _GAMMA) ^ j)
-        c = np.arange(1, count + 1, dtype=np.uint64)
+        c = np.arange(start, start + count, dtype=np.uint64)
         return _mix(key[:, None] + c[None, :] * _GAMMA)
 
 
@@ -57,6 +58,25 @@ def example_draws(seed: int, iteration: int, indices: Sequence[int],
     angle = (2.0 * np.pi) * u[:, 1 + pairs:]
     z = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)], axis=1)[:, :size]
     return u[:, 0].copy(), z.astype(np.float32).reshape((n,) + tuple(shape))
+
+
+def _uniforms(bits: np.ndarray) -> np.ndarray:
+    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))  # 53-bit, in [0, 1)
+
+
+def label_dropout_uniform(seed: int, iteration: int, indices: Sequence[int]) -> np.ndarray:
+    """A uniform in [0, 1) per example that decides whether its class label is dropped
+    (classifier-free guidance training). It is value 0 of the example's stream, which
+    ``example_draws`` never reads (it starts at 1), so adding labels leaves every timestep
+    and noise draw, and therefore unconditional runs, bit for bit as they were."""
+    return _uniforms(_stream_bits(seed, iteration, indices, 1, start=0))[:, 0]
+
+
+def drop_labels(labels: np.ndarray, u: np.ndarray, p_uncond: float, null_label: int) -> np.ndarray:
+    """Labels with those of the examples where u < p_uncond replaced by ``null_label``
+    (Ho & Salimans 2022, Algorithm 1)."""
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    return np.where(np.asarray(u) < p_uncond, np.int64(null_label), labels)
 
 
 def uniform_timesteps(u: np.ndarray, num_timesteps: int) -> Tuple[paddle.Tensor, None]:

@@ -33,7 +33,8 @@ from .ema import EMA
 from .logger import RunLogger
 from .lr import build_lr_scheduler
 from .optim import MixedPrecision, build_optimizer, optimizer_state_by_name
-from .randomness import example_draws, iteration_seed, uniform_timesteps
+from .randomness import (drop_labels, example_draws, iteration_seed, label_dropout_uniform,
+                         uniform_timesteps)
 
 
 class Trainer:
@@ -58,6 +59,8 @@ class Trainer:
         self.ema = EMA(model, tc.ema_decay)
         self.timestep_sampler = None if tc.timestep_sampler == "uniform" else \
             build_timestep_sampler(tc.timestep_sampler, diffusion.num_timesteps)  # None: uniform
+        self.conditional = cfg.model.num_classes is not None   # trains on the batches' labels
+        self.sample_labels = self.grid_labels()   # checked now, not at the first sample grid
         self.iteration = 0  # iterations done
         self.last_saved: Optional[str] = None
         self.losses = []  # global-batch loss of every iteration of this process
@@ -109,29 +112,48 @@ class Trainer:
         return out
 
     # -- one iteration ---------------------------------------------------------
+    def example_indices(self, accum_index: int, n: int) -> range:
+        """Positions in the global batch of this rank's micro-batch ``accum_index``."""
+        B, W = self.micro_batch, self.world_size
+        first = accum_index * B * W + self.rank * B
+        return range(first, first + n)
+
     def draw(self, accum_index: int, n: int, shape):
         """Timesteps, importance weights (or None) and noise of this rank's micro-batch."""
-        B, W = self.micro_batch, self.world_size
-        first = accum_index * B * W + self.rank * B  # position in the global batch
-        u, noise = example_draws(self.cfg.train.seed, self.iteration, range(first, first + n), shape)
+        indices = self.example_indices(accum_index, n)
+        u, noise = example_draws(self.cfg.train.seed, self.iteration, indices, shape)
         if self.timestep_sampler is None:
             t, weights = uniform_timesteps(u, self.diffusion.num_timesteps)
         else:
             t, weights = self.timestep_sampler.sample(u)
         return t, weights, paddle.to_tensor(noise)
 
-    def train_step(self, micro_batches: List[paddle.Tensor]) -> float:
-        """One optimizer update from ``accum_steps`` micro-batches; returns the global loss."""
+    def model_labels(self, accum_index: int, labels) -> dict:
+        """The model's keyword arguments: {"y": labels, each replaced by the "no label" id
+        with probability train.p_uncond}, or {} for an unconditional model."""
+        if labels is None:
+            return {}
+        labels = labels.numpy() if isinstance(labels, paddle.Tensor) else labels
+        u = label_dropout_uniform(self.cfg.train.seed, self.iteration,
+                                  self.example_indices(accum_index, len(labels)))
+        y = drop_labels(labels, u, self.cfg.train.p_uncond, self.cfg.model.num_classes)
+        return {"y": paddle.to_tensor(y)}
+
+    def train_step(self, micro_batches: List[paddle.Tensor], labels=None) -> float:
+        """One optimizer update from ``accum_steps`` micro-batches (and, for a conditional
+        model, their labels); returns the global loss."""
         paddle.seed(iteration_seed(self.cfg.train.seed, self.rank, self.iteration))
         total, count = 0.0, len(micro_batches)
         for a, x0 in enumerate(micro_batches):
             t, weights, noise = self.draw(a, x0.shape[0], x0.shape[1:])
+            kwargs = self.model_labels(a, None if labels is None else labels[a])
             last = a == count - 1
             # Gradients are all-reduced once, on the last micro-batch.
             sync = contextlib.nullcontext() if last or self.world_size == 1 else self.net.no_sync()
             with sync:
                 with self.amp.autocast():
-                    terms = self.diffusion.training_losses(self.net, x0, t, noise=noise)
+                    terms = self.diffusion.training_losses(self.net, x0, t, noise=noise,
+                                                           model_kwargs=kwargs)
                 per_example = terms["loss"] if weights is None else terms["loss"] * weights
                 loss = per_example.mean() / count
                 self.amp.backward(loss)
@@ -159,6 +181,14 @@ class Trainer:
         return value
 
     # -- the loop ----------------------------------------------------------------
+    def grid_labels(self):
+        """Labels of the sample grids of a conditional model (sample.class_label), or None."""
+        if not self.conditional or not self.cfg.sample.class_label:
+            return None
+        from ..labels import grid_labels, sampling_classes
+        return grid_labels(sampling_classes(self.cfg.sample, self.cfg),
+                           *parse_num_images(self.cfg.sample.num_images))
+
     def write_samples(self) -> Optional[str]:
         if not self.is_main:
             return None
@@ -171,7 +201,9 @@ class Trainer:
         from ..engine import snapshot_engine   # the predictor: about twice the dygraph speed
         with snapshot_engine(self.ema.model, image_shape(self.cfg.model)) as net:
             images = generate(net, sampler, n, image_shape(self.cfg.model), batch,
-                              seed=self.cfg.sample.seed, progress=self.progress)
+                              seed=self.cfg.sample.seed, progress=self.progress, labels=self.sample_labels,
+                              guidance_scale=self.cfg.sample.guidance_scale
+                              if self.sample_labels is not None else 0.0)
         path = os.path.join(self.cfg.sample.sample_dir, f"sample_iter{self.iteration}.png")
         save_grid(images, path, rows, cols)
         self.logger.image("samples", make_grid(images, rows, cols), self.iteration)
@@ -190,7 +222,9 @@ class Trainer:
         first = self.iteration
         try:
             while self.iteration < tc.training_iters:
-                loss = self.train_step([next(batches)[0] for _ in range(accum)])
+                batch = [next(batches) for _ in range(accum)]
+                loss = self.train_step([b[0] for b in batch],
+                                       [b[1] for b in batch] if self.conditional else None)
                 self.losses.append(loss)
                 self.logger.scalar("loss", loss, self.iteration)
                 self.logger.scalar("lr", self.optim.get_lr(), self.iteration)
