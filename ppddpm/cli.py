@@ -197,6 +197,7 @@ def run_denoise(args, cfg: Config) -> None:
 
     setup = sampling_setup(args, cfg)
     model, sampler, shape, (n, rows, cols) = setup.model, setup.sampler, setup.shape, setup.grid
+    classes = sampling_classes(cfg.sample, setup.file_config, args.pretrained_path)
     note = match_file_to_script(setup.file_config, cfg, args.pretrained_path,
                                 postfix_given=was_given(args, "sample_postfix"))
     if note and dist.is_main():
@@ -207,7 +208,6 @@ def run_denoise(args, cfg: Config) -> None:
     out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
     paths = sample_paths(out_dir, postfix, args.save_path)
     _say(args, f"sampling {n} images of {shape} with {sampler_description(sampler)}, batch {batch}")
-    classes = sampling_classes(cfg.sample, setup.file_config, args.pretrained_path)
     labels = None if classes is None else grid_labels(classes, n, rows, cols)
     guide = dict(labels=labels, guidance_scale=cfg.sample.guidance_scale)
     if list(shape) == [2, 1, 1]:  # 2-D points (toy sets): scatter, GIF and quality JSON
