@@ -114,6 +114,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         p.add_argument(f"--{flag}", type=typ, default=None, help=f"{text} [config: {key}]")
     from .evaluate import add_eval_args
     add_eval_args(p)
+    p.add_argument("--overwrite", type=_bool, default=False,
+                   help="train: start afresh in a --ckpt_dir that already holds training "
+                        "checkpoints of this prefix, deleting them (without it such a run is "
+                        "refused; continue it with --mode resume instead)")
     return p
 
 
