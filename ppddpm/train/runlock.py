@@ -101,6 +101,8 @@ class RunLock:
         self.fd = None
 
     def __enter__(self) -> "RunLock":
+        if self.fd is None:
+            self.acquire()
         return self
 
     def __exit__(self, *exc) -> None:
