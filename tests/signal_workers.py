@@ -19,7 +19,6 @@ import threading
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
-import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from dist_workers import FixedImages, tiny_config  # noqa: E402

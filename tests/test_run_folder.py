@@ -24,7 +24,7 @@ from ppddpm.data import build_loader
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.errors import CheckpointError, TrainingDiverged
 from ppddpm.models import build_model
-from ppddpm.train.checkpoint import atomic_save, list_checkpoints, load_checkpoint
+from ppddpm.train.checkpoint import atomic_save, load_checkpoint
 from ppddpm.train.finite import all_finite, first_non_finite
 from ppddpm.train.runlock import LOCK_NAME, RunFolderBusy, RunLock
 from ppddpm.train.trainer import Trainer
@@ -98,13 +98,21 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_ones(tmp_path):
     lock.release()
 
 
-def test_a_second_trainer_on_a_locked_folder_is_refused(workdir):
+def cli_error(capsys):
+    """The one line a failed in-process CLI call printed."""
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_a_second_trainer_on_a_locked_folder_is_refused(workdir, capsys):
     folder = fresh_copy(workdir, "locked")
     before = snapshot(folder)
-    with RunLock(str(folder)):        # a live run (this process) owns the folder
-        proc = run("run_cifar10.py", "--config", "tiny.yaml", "--data_dir", "ds", "--ckpt_dir",
-                   "locked", "--mode", "resume", "--training_iters", "3", cwd=workdir, expect=2)
-        line = one_error_line(proc)
+    with RunLock(str(folder)):        # a live run (another process: here, this one) owns it
+        assert cli(workdir, "--ckpt_dir", str(folder), "--mode", "resume", "--training_iters",
+                   "3", "--quiet") == 2
+        line = cli_error(capsys)
         assert f"pid {os.getpid()}" in line and "in use by another training run" in line
         assert snapshot(folder) == {**before, LOCK_NAME: snapshot(folder)[LOCK_NAME]}
 
@@ -223,19 +231,18 @@ def test_an_update_that_makes_weights_nan_writes_nothing(tmp_path):
                                                 str(tmp_path / "nan.pdparam"))
 
 
-def test_resume_with_an_overflowing_lr_names_a_finite_last_checkpoint(workdir):
+def test_resume_with_an_overflowing_lr_names_a_finite_last_checkpoint(workdir, capsys):
     """--lr 1e39 is finite in Python but overflows float32: the losses stay finite and an
     update (the first or the second: it depends on Adam's moments) makes weights non-finite. Nothing is written; the checkpoint
     named as the last good one holds finite weights."""
     folder = fresh_copy(workdir, "nan")
     before = snapshot(folder)
-    proc = run("run_cifar10.py", "--config", "tiny.yaml", "--data_dir", "ds", "--ckpt_dir", "nan",
-               "--mode", "resume", "--training_iters", "4", "--lr", "1e39", "--grad_clip", "0",
-               cwd=workdir, expect=2)
-    line = one_error_line(proc)
+    assert cli(workdir, "--ckpt_dir", str(folder), "--mode", "resume", "--training_iters", "4",
+               "--lr", "1e39", "--grad_clip", "0", "--quiet") == 2
+    line = cli_error(capsys)
     assert re.search(r"the update of iteration [23] made weights NaN or infinite \(its loss "
                      r"was a finite [0-9.]+\)", line), line
-    assert "the last good checkpoint is nan/cifar10_ckpt_iter_2.pdparam" in line, line
+    assert f"the last good checkpoint is {folder}/cifar10_ckpt_iter_2.pdparam" in line, line
     assert snapshot(folder) == before
     ckpt = load_checkpoint(str(folder / "cifar10_ckpt_iter_2.pdparam"))
     assert first_non_finite(ckpt["model"]) is None and first_non_finite(ckpt["model_ema"]) is None

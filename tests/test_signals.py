@@ -13,7 +13,6 @@ import threading
 import time
 
 import numpy as np
-import paddle
 import pytest
 
 from helpers_cli import ROOT
@@ -40,12 +39,12 @@ def workdir(tmp_path_factory):
 
 
 def start(workdir, *args, env=None):
-    """run_cifar10.py in the background, its pipes captured."""
+    """run_cifar10.py in the background in a process group of its own, its pipes captured."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env or {}))
     cmd = [sys.executable, os.path.join(ROOT, "run_cifar10.py"), "--config", "tiny.yaml",
            "--data_dir", "ds", "--quiet", *args]
     return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def wait_for(condition, procs, what, timeout=300):
@@ -148,12 +147,14 @@ def _free_ports(n):
 
 
 def test_two_ranks_stop_after_the_same_iteration_and_rank0_saves(workdir):
-    """Two gloo ranks (the environment paddle.distributed.launch sets). SIGTERM reaches
-    rank 1 first and rank 0 a random moment later: both finish the same iteration, rank 0
-    writes its checkpoint, both exit 143."""
+    """Two gloo ranks (the environment paddle.distributed.launch sets), each with a data
+    loader worker. SIGTERM reaches rank 1's process group (the rank and its worker, as Slurm
+    sends it) first and rank 0's a random moment later: both ranks finish the same
+    iteration, rank 0 writes its checkpoint, both exit 143."""
     ports = _free_ports(2)
     endpoints = ",".join(f"127.0.0.1:{p}" for p in ports)
     ranks = [start(workdir, "--ckpt_dir", "ck_dist", "--ckpt_interval", "1", "--keep_last", "1",
+                   "--num_workers", "1",
                    env={"PADDLE_TRAINER_ID": str(r), "PADDLE_TRAINERS_NUM": "2",
                         "PADDLE_CURRENT_ENDPOINT": f"127.0.0.1:{ports[r]}",
                         "PADDLE_TRAINER_ENDPOINTS": endpoints, "PADDLE_DISTRI_BACKEND": "gloo"})
@@ -161,14 +162,14 @@ def test_two_ranks_stop_after_the_same_iteration_and_rank0_saves(workdir):
     try:
         wait_for(lambda: list_checkpoints(str(workdir / "ck_dist"), "cifar10"), ranks,
                  "the first checkpoint")
-        ranks[1].send_signal(signal.SIGTERM)
+        os.killpg(ranks[1].pid, signal.SIGTERM)
         time.sleep(random.uniform(0.0, 0.5))
-        ranks[0].send_signal(signal.SIGTERM)
+        os.killpg(ranks[0].pid, signal.SIGTERM)
         errs = [p.communicate(timeout=300)[1] for p in ranks]
     finally:
         for p in ranks:
             if p.poll() is None:
-                p.kill()
+                os.killpg(p.pid, signal.SIGKILL)
     assert [p.returncode for p in ranks] == [143, 143], errs
     found = list_checkpoints(str(workdir / "ck_dist"), "cifar10")
     assert len(found) == 1, found

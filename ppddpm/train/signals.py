@@ -89,9 +89,11 @@ class StopSignals:
         self.signum: Optional[int] = None
         self._raising = raise_at_once
         self._previous: Dict[int, object] = {}
+        self._owner = os.getpid()
 
     # -- installing --------------------------------------------------------------
     def __enter__(self) -> "StopSignals":
+        self._owner = os.getpid()
         if threading.current_thread() is threading.main_thread():  # signals reach only it
             for s in STOP_SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
@@ -108,6 +110,10 @@ class StopSignals:
 
     # -- the handler ---------------------------------------------------------------
     def _handle(self, signum: int, frame) -> None:
+        if os.getpid() != self._owner:
+            # A forked child (a data loader worker) inherited the handler; Ctrl-C reaches the
+            # whole process group, and the main process decides when everybody stops.
+            return
         if self.signum is None:
             self.signum = signum
             if self.announce and not self._raising:
@@ -126,6 +132,24 @@ class StopSignals:
             os._exit(exit_status(signum))
         # A repeated SIGTERM or SIGHUP: already stopping.
 
+    def defer_child_errors(self) -> None:
+        """A SIGTERM sent to the whole process group (Slurm, paddle.distributed.launch) also
+        ends the data loader's workers, and Paddle's SIGCHLD handler then raises wherever the
+        main thread is. Once a stop signal came, that handler is skipped (the loader raises
+        on the next batch instead, between iterations). Call after ``iter(loader)``, which
+        installs Paddle's handler; restored on exit."""
+        sigchld = getattr(signal, "SIGCHLD", None)
+        if sigchld is None or not self.installed or sigchld in self._previous:
+            return
+        paddle_handler = signal.getsignal(sigchld)
+        if not callable(paddle_handler):
+            return
+
+        def on_child(signum, frame):
+            if self.signum is None:
+                paddle_handler(signum, frame)
+        self._previous[sigchld] = signal.signal(sigchld, on_child)
+
     @contextlib.contextmanager
     def interruptible(self):
         """Within, a stop signal raises :class:`SignalExit` at once (and so does entering
@@ -137,3 +161,27 @@ class StopSignals:
             yield
         finally:
             self._raising = before
+
+
+class _WorkerSignals:
+    """``worker_init_fn`` of data loader workers: ignore SIGINT and SIGHUP (Ctrl-C reaches the
+    whole process group; the main process decides when to stop), then call the loader's own
+    init function. SIGTERM keeps ending a worker: the main process's exit relies on it."""
+
+    def __init__(self, then: Optional[Callable[[int], None]]):
+        self.then = then
+
+    def __call__(self, worker_id: int) -> None:
+        for s in STOP_SIGNALS:
+            if s != signal.SIGTERM:
+                signal.signal(s, signal.SIG_IGN)
+        if self.then is not None:
+            self.then(worker_id)
+
+
+def loader_workers_ignore_ctrl_c(loader) -> None:
+    """Make the worker processes of a ``paddle.io.DataLoader`` ignore SIGINT and SIGHUP.
+    Call before ``iter(loader)``."""
+    init = getattr(loader, "worker_init_fn", None)
+    if getattr(loader, "num_workers", 0) > 0 and not isinstance(init, _WorkerSignals):
+        loader.worker_init_fn = _WorkerSignals(init)

@@ -9,8 +9,8 @@ iterations and resumed therefore repeats the uninterrupted run.
 
 Stopping: SIGINT, SIGTERM and SIGHUP only set a flag (``signals.py``); the loop ends
 after the current iteration, saves it and raises ``Interrupted`` (exit 128 + signal).
-Under several ranks the flag rides on the loss all-reduce of every iteration, so all
-ranks stop after the same one. Weights holding NaN or inf are never written: they are
+Under several ranks the flags are summed before every iteration, so all ranks stop
+after the same one. Weights holding NaN or inf are never written: they are
 checked after every update (``finite.py``) and before every save.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ from .logger import RunLogger
 from .lr import build_lr_scheduler
 from .optim import MixedPrecision, build_optimizer, optimizer_state_by_name
 from .randomness import example_draws, iteration_seed, uniform_timesteps
-from .signals import Interrupted, SignalExit, StopSignals, signal_name
+from .signals import Interrupted, StopSignals, loader_workers_ignore_ctrl_c, signal_name
 
 
 class Trainer:
@@ -71,7 +71,6 @@ class Trainer:
         self.iteration = 0  # iterations done
         self.last_saved: Optional[str] = None  # the last checkpoint written or loaded (finite)
         self.stop: Optional[StopSignals] = None  # set by fit
-        self.stop_votes = 0.0  # ranks that asked to stop, from the last loss all-reduce
         self.losses = []  # global-batch loss of every iteration of this process
 
     # -- state ---------------------------------------------------------------
@@ -165,7 +164,7 @@ class Trainer:
             total += float(loss)
             if self.timestep_sampler is not None:
                 self.timestep_sampler.update(t, terms)
-        value = self.global_loss(total)
+        value = dist.mean_over_ranks(total)
         if not math.isfinite(value):
             self.optim.clear_grad(set_to_zero=False)
             raise TrainingDiverged(self.diverged_message(
@@ -185,14 +184,6 @@ class Trainer:
         self.ema.update()
         self.iteration += 1
         return value
-
-    def global_loss(self, total: float) -> float:
-        """The global-batch loss; its all-reduce also counts the ranks asked to stop."""
-        if self.world_size == 1:
-            return total
-        asked = float(self.stop is not None and self.stop.signum is not None)
-        loss_sum, self.stop_votes = dist.sum_over_ranks([total, asked])
-        return float(loss_sum) / self.world_size
 
     def diverged_message(self, what: str) -> str:
         where = f"the last good checkpoint is {self.last_saved}" if self.last_saved \
@@ -234,11 +225,22 @@ class Trainer:
             if self.stop.signum is None:
                 raise
 
-    def stopping(self) -> bool:
-        """Whether to stop after this iteration; every rank gets the same answer."""
+    def next_batches(self, batches, accum: int) -> Optional[List[paddle.Tensor]]:
+        """This rank's micro-batches of the next iteration; None when the loader failed
+        because a stop signal sent to the whole process group also ended its workers."""
+        try:
+            return [next(batches)[0] for _ in range(accum)]
+        except Exception:
+            if self.stop is None or self.stop.signum is None:
+                raise
+            return None
+
+    def agree_to_stop(self, asked: bool) -> bool:
+        """Whether any rank asked to stop: every rank gets the same answer, from one
+        all-reduce of one number per iteration."""
         if self.world_size == 1:
-            return self.stop is not None and self.stop.signum is not None
-        return self.stop_votes > 0
+            return asked
+        return float(dist.sum_over_ranks([float(asked)])[0]) > 0
 
     def stop_and_save(self, first: int, signum: int) -> Interrupted:
         """Save the last finished iteration (rank 0) and describe it in an Interrupted."""
@@ -270,12 +272,16 @@ class Trainer:
         first = self.iteration
         self.stop = StopSignals(announce="training stops after the current iteration and "
                                 "saves it (press Ctrl-C again to quit at once)" if self.is_main else None)
-        self.stop_votes = 0.0
         try:
             with self.stop:
-                batches = iter(loader)  # loader workers fork after the handlers: they inherit them
-                while self.iteration < tc.training_iters and not self.stopping():
-                    loss = self.train_step([next(batches)[0] for _ in range(accum)])
+                loader_workers_ignore_ctrl_c(loader)
+                batches = iter(loader)
+                self.stop.defer_child_errors()
+                while self.iteration < tc.training_iters:
+                    micro_batches = self.next_batches(batches, accum)
+                    if self.agree_to_stop(micro_batches is None or self.stop.signum is not None):
+                        break
+                    loss = self.train_step(micro_batches)
                     self.losses.append(loss)
                     self.logger.scalar("loss", loss, self.iteration)
                     self.logger.scalar("lr", self.optim.get_lr(), self.iteration)
@@ -285,9 +291,7 @@ class Trainer:
                     bar.update(1)
                     if tc.sample_interval > 0 and self.iteration % tc.sample_interval == 0:
                         self.write_samples_unless_stopped()
-                        if self.world_size > 1:  # also the barrier rank 0's sampling needs
-                            asked = float(self.stop.signum is not None)
-                            self.stop_votes += float(dist.sum_over_ranks([asked])[0])
+                        dist.barrier()
                     if tc.ckpt_interval > 0 and self.iteration % tc.ckpt_interval == 0:
                         self.save_checkpoint()
                         self.logger.flush()
