@@ -233,8 +233,8 @@ def test_an_update_that_makes_weights_nan_writes_nothing(tmp_path):
 
 def test_resume_with_an_overflowing_lr_names_a_finite_last_checkpoint(workdir, capsys):
     """--lr 1e39 is finite in Python but overflows float32: the losses stay finite and an
-    update (the first or the second: it depends on Adam's moments) makes weights non-finite. Nothing is written; the checkpoint
-    named as the last good one holds finite weights."""
+    update (the first or the second: it depends on Adam's moments) makes weights non-finite.
+    Nothing is written; the checkpoint named as the last good one holds finite weights."""
     folder = fresh_copy(workdir, "nan")
     before = snapshot(folder)
     assert cli(workdir, "--ckpt_dir", str(folder), "--mode", "resume", "--training_iters", "4",
