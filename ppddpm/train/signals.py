@@ -14,6 +14,10 @@ back as an ``OSError (External)``. :class:`StopSignals` replaces both while it i
   at once instead.
 * ``raise_at_once=True`` (sampling, evaluation): the signal raises :class:`SignalExit`.
 
+Data loader workers are forked with these handlers and ignore the signals (Ctrl-C reaches
+the whole process group; the main process decides). A SIGTERM sent to the whole group
+still ends the workers (Paddle's handler in them): see :meth:`defer_child_errors`.
+
 A second SIGINT (Ctrl-C pressed again) exits at once with status 130; every file is
 written through a temp file and a rename (``ppddpm.fileio``), so no file is left
 half-written. Repeated SIGTERM/SIGHUP are ignored, since launchers send several
@@ -136,13 +140,13 @@ class StopSignals:
         """A SIGTERM sent to the whole process group (Slurm, paddle.distributed.launch) also
         ends the data loader's workers, and Paddle's SIGCHLD handler then raises wherever the
         main thread is. Once a stop signal came, that handler is skipped (the loader raises
-        on the next batch instead, between iterations). Call after ``iter(loader)``, which
-        installs Paddle's handler; restored on exit."""
+        on the next batch instead, between iterations). Call after each batch (Paddle
+        installs its handler when the first one is fetched); restored on exit."""
         sigchld = getattr(signal, "SIGCHLD", None)
         if sigchld is None or not self.installed or sigchld in self._previous:
             return
         paddle_handler = signal.getsignal(sigchld)
-        if not callable(paddle_handler):
+        if not callable(paddle_handler):  # no multi-process loader (yet)
             return
 
         def on_child(signum, frame):
@@ -162,26 +166,3 @@ class StopSignals:
         finally:
             self._raising = before
 
-
-class _WorkerSignals:
-    """``worker_init_fn`` of data loader workers: ignore SIGINT and SIGHUP (Ctrl-C reaches the
-    whole process group; the main process decides when to stop), then call the loader's own
-    init function. SIGTERM keeps ending a worker: the main process's exit relies on it."""
-
-    def __init__(self, then: Optional[Callable[[int], None]]):
-        self.then = then
-
-    def __call__(self, worker_id: int) -> None:
-        for s in STOP_SIGNALS:
-            if s != signal.SIGTERM:
-                signal.signal(s, signal.SIG_IGN)
-        if self.then is not None:
-            self.then(worker_id)
-
-
-def loader_workers_ignore_ctrl_c(loader) -> None:
-    """Make the worker processes of a ``paddle.io.DataLoader`` ignore SIGINT and SIGHUP.
-    Call before ``iter(loader)``."""
-    init = getattr(loader, "worker_init_fn", None)
-    if getattr(loader, "num_workers", 0) > 0 and not isinstance(init, _WorkerSignals):
-        loader.worker_init_fn = _WorkerSignals(init)

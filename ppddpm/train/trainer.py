@@ -43,7 +43,7 @@ from .logger import RunLogger
 from .lr import build_lr_scheduler
 from .optim import MixedPrecision, build_optimizer, optimizer_state_by_name
 from .randomness import example_draws, iteration_seed, uniform_timesteps
-from .signals import Interrupted, StopSignals, loader_workers_ignore_ctrl_c, signal_name
+from .signals import Interrupted, StopSignals, signal_name
 
 
 class Trainer:
@@ -229,11 +229,14 @@ class Trainer:
         """This rank's micro-batches of the next iteration; None when the loader failed
         because a stop signal sent to the whole process group also ended its workers."""
         try:
-            return [next(batches)[0] for _ in range(accum)]
+            micro_batches = [next(batches)[0] for _ in range(accum)]
         except Exception:
             if self.stop is None or self.stop.signum is None:
                 raise
             return None
+        if self.stop is not None:
+            self.stop.defer_child_errors()
+        return micro_batches
 
     def agree_to_stop(self, asked: bool) -> bool:
         """Whether any rank asked to stop: every rank gets the same answer, from one
@@ -274,9 +277,7 @@ class Trainer:
                                 "saves it (press Ctrl-C again to quit at once)" if self.is_main else None)
         try:
             with self.stop:
-                loader_workers_ignore_ctrl_c(loader)
                 batches = iter(loader)
-                self.stop.defer_child_errors()
                 while self.iteration < tc.training_iters:
                     micro_batches = self.next_batches(batches, accum)
                     if self.agree_to_stop(micro_batches is None or self.stop.signum is not None):
