@@ -262,13 +262,16 @@ def script_main(script_file: str, config_name: str, ddim: bool = False) -> None:
     here = os.path.dirname(os.path.abspath(script_file))
     preset = ["sample.sampler=ddim"] if ddim else []
     sys.exit(main(os.path.join(here, "configs", config_name), __main__.__doc__, preset=preset,
-                  default_mode="denoise" if ddim else "train"))
+                  default_mode="denoise" if ddim else "train", process_exits=True))
 
 
 def main(default_config: str, description: str, preset: Sequence[str] = (),
-         default_mode: str = "train", argv: Optional[Sequence[str]] = None) -> int:
+         default_mode: str = "train", argv: Optional[Sequence[str]] = None,
+         process_exits: bool = False) -> int:
     """Parse the command line and run one mode. Errors a user can fix exit with status 2
-    and a one-line message, without a traceback."""
+    and a one-line message, without a traceback. ``process_exits``: the process ends after
+    this call (the run scripts), so stop signals arriving then are ignored instead of
+    killing it with its files already in order (other ranks' launchers send them late)."""
     from .train.signals import Interrupted, StopSignals, exit_status, signal_name
     args = build_parser(description).parse_args(argv)
     mode = args.mode or default_mode
@@ -276,7 +279,7 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
         mode = "resume"
     # SIGINT/SIGTERM/SIGHUP end any mode with one line and status 128 + signal; training
     # installs its own handlers that finish the iteration and save (train/signals.py).
-    stop = StopSignals(raise_at_once=True)
+    stop = StopSignals(raise_at_once=True, ignore_after=process_exits)
     try:
         cfg = resolve_config(args, default_config, preset)
         _set_device(args)

@@ -164,12 +164,16 @@ def test_two_ranks_stop_after_the_same_iteration_and_rank0_saves(workdir):
                  "the first checkpoint")
         os.killpg(ranks[1].pid, signal.SIGTERM)
         time.sleep(random.uniform(0.0, 0.5))
-        os.killpg(ranks[0].pid, signal.SIGTERM)
+        try:   # rank 0 may have stopped (on rank 1's request) and exited already
+            os.killpg(ranks[0].pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
         errs = [p.communicate(timeout=300)[1] for p in ranks]
     finally:
         for p in ranks:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
     assert [p.returncode for p in ranks] == [143, 143], errs
     found = list_checkpoints(str(workdir / "ck_dist"), "cifar10")
     assert len(found) == 1, found

@@ -83,11 +83,15 @@ def _say(text: str) -> None:
 class StopSignals:
     """Context manager: handle SIGINT, SIGTERM and SIGHUP as described in the module
     docstring. ``signum`` is the first stop signal received (None before any).
-    ``on_force_exit`` callables run (e.g. releasing a lock) before a second Ctrl-C exits."""
+    ``on_force_exit`` callables run (e.g. releasing a lock) before a second Ctrl-C exits.
+    ``ignore_after``: on exit, ignore the stop signals instead of restoring the previous
+    handlers (for a process that ends right after)."""
 
     def __init__(self, raise_at_once: bool = False, announce: Optional[str] = None,
-                 on_force_exit: Optional[List[Callable[[], None]]] = None):
+                 on_force_exit: Optional[List[Callable[[], None]]] = None,
+                 ignore_after: bool = False):
         self.raise_at_once = raise_at_once
+        self.ignore_after = ignore_after  # on exit, ignore the stop signals (process ending)
         self.announce = announce
         self.on_force_exit = list(on_force_exit or [])
         self.signum: Optional[int] = None
@@ -104,7 +108,14 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc) -> None:
+        # Nested in another StopSignals (the CLI's): it takes over the stop already under
+        # way, so that a late repeat of the signal counts as a repeat there too.
+        outer = getattr(self._previous.get(signal.SIGTERM), "__self__", None)
+        if isinstance(outer, StopSignals) and outer.signum is None:
+            outer.signum = self.signum
         for s, handler in self._previous.items():
+            if self.ignore_after and s in STOP_SIGNALS:
+                handler = signal.SIG_IGN
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
         self._previous.clear()
 

@@ -299,6 +299,7 @@ class Trainer:
                         dist.barrier()
                 if self.iteration < tc.training_iters:  # stopped by a signal
                     signum = dist.max_over_ranks(self.stop.signum or 0) or signal.SIGTERM
+                    self.stop.signum = self.stop.signum or signum  # stopping, also if asked by another rank
                     bar.close()
                     interrupted = self.stop_and_save(first, signum)
                     dist.barrier()  # the other ranks exit once rank 0's file is complete
