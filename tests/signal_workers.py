@@ -15,6 +15,7 @@ import random
 import signal
 import sys
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
@@ -30,7 +31,7 @@ from ppddpm.train.checkpoint import latest_checkpoint, list_checkpoints, load_ch
 from ppddpm.train.signals import Interrupted  # noqa: E402
 from ppddpm.train.trainer import Trainer  # noqa: E402
 
-ITERS = 8
+ITERS = 10
 CONV_BACKWARD = _OneDNNConv2d.backward
 # fire(trainer, call) -> bool: whether the backward call number ``call`` (1-based, counted
 # per round) sends ``sig`` to this process.
@@ -78,8 +79,13 @@ def run_random(out):
     rng = random.Random(int(os.environ.get("SIGNAL_TEST_SEED", "0")))
 
     chain = os.path.join(out, "chain")
+    report(kind="setup", iters=ITERS)
+    # A backward round stops after exactly one iteration; a timer fires within half the time
+    # the first round took (start-up and one iteration), so it stops after one or two.
+    # Before the last timer round about 3 + 2 * 2 = 7 of the 10 iterations are done.
     plans = [("backward", signal.SIGHUP), ("timer", signal.SIGINT), ("backward", signal.SIGTERM),
              ("timer", signal.SIGTERM), ("backward", signal.SIGINT), ("timer", signal.SIGINT)]
+    first_round = None
     for how, sig in plans + [("none", None)] * (ITERS + 1):
         trainer, loader = make_trainer(chain, ITERS)
         if trainer.iteration >= ITERS:
@@ -89,9 +95,9 @@ def run_random(out):
             call = rng.randint(1, 20)
             state["fire"] = lambda t, c, call=call: c == call
         elif how == "timer":    # any moment of the first iterations, start-up included
-            timer = threading.Timer(rng.uniform(0.0, 0.5), os.kill, (os.getpid(), sig))
+            timer = threading.Timer(rng.uniform(0.0, first_round / 2), os.kill, (os.getpid(), sig))
             timer.start()
-        before = trainer.iteration
+        before, started = trainer.iteration, time.perf_counter()
         try:
             trainer.fit(loader)
             outcome = {"stopped": False}
@@ -100,6 +106,7 @@ def run_random(out):
         if timer is not None:
             timer.cancel()
             timer.join()
+        first_round = first_round or time.perf_counter() - started
         found = list_checkpoints(os.path.join(chain, "ckpts"), "cifar10")
         newest = found[-1] if found else (0, None)
         ckpt = load_checkpoint(newest[1]) if newest[1] else None
