@@ -1,6 +1,7 @@
 """The shared entry point of every run script: ``--mode train | resume | convert | denoise``."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Optional, Sequence
@@ -64,6 +65,59 @@ def _say(args, message: str) -> None:
         print(message, flush=True)
 
 
+def _note(message: str) -> None:
+    """Notes the user should see even with --quiet (stderr, rank 0)."""
+    from .train.dist import is_main
+    if is_main():
+        print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _claim_run_folder(args, cfg: Config, resume: bool):
+    """Rank 0 locks and tidies the checkpoint folder (train/runlock.py) for the run; every
+    rank learns whether that failed, so all of them stop."""
+    from .train import dist
+    from .train.runlock import claim_run_folder
+    lock, error = None, None
+    if dist.is_main():
+        try:
+            lock = claim_run_folder(cfg.train.ckpt_dir, cfg.train.ckpt_prefix, resume,
+                                    bool(getattr(args, "overwrite", False)), _note)
+        except PPDDPMError as exc:
+            error = exc
+    if dist.max_over_ranks(int(error is not None)):
+        raise error or PPDDPMError("rank 0 could not claim the checkpoint folder (see its error)")
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _complete_finished_run(args, cfg: Config, ckpt: dict, ckpt_path: str) -> None:
+    """Resuming a run that already reached train.training_iters trains nothing and
+    rewrites nothing; only inference files missing for its last iteration are written."""
+    from .pretrained import save_inference_file
+    from .train.checkpoint import inference_path
+    from .train.dist import is_main
+    from .train.finite import first_non_finite
+    done, written = int(ckpt["ckpt_idx"]) + 1, []
+    file_cfg = Config.from_dict(ckpt["config"], strict=False)
+    for ema, entry in ((True, "model_ema"), (False, "model")):
+        path = inference_path(cfg.train.ckpt_dir, cfg.train.ckpt_prefix, done, ema=ema)
+        if not is_main() or os.path.exists(path) or entry not in ckpt:
+            continue
+        if first_non_finite(ckpt[entry]) is not None:
+            raise CheckpointError(f"{ckpt_path} holds NaN or infinite weights ({entry}); "
+                                  "use an earlier checkpoint")
+        written.append(save_inference_file(path, ckpt[entry], ckpt["betas"], ckpt.get("options"),
+                                           file_cfg))
+    _say(args, f"{ckpt_path} already finished: it has {done} iterations and train.training_iters "
+               f"is {cfg.train.training_iters}, so there is nothing to train (raise "
+               "--training_iters to go on)" + (f"; wrote the missing {', '.join(written)}"
+                                               if written else ""))
+
+
 # -- modes ---------------------------------------------------------------------
 def run_train(args, cfg: Config, resume: bool) -> None:
     from .data import build_dataset, build_loader
@@ -100,22 +154,27 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     check_model_matches_data(dataset, cfg.model)
     if ckpt is not None:
         compare_model_configs(Config.from_dict(ckpt["config"], strict=False).model, cfg.model, ckpt_path)
+        if int(ckpt["ckpt_idx"]) + 1 >= cfg.train.training_iters:
+            with _claim_run_folder(args, cfg, resume):
+                return _complete_finished_run(args, cfg, ckpt, ckpt_path)
     paddle.seed(cfg.train.seed)  # the initial weights
     model = build_model(cfg.model)
     diffusion = GaussianDiffusion.from_config(cfg.diffusion)
     if ckpt is not None and not np.allclose(np.asarray(ckpt["betas"]), diffusion.betas, rtol=1e-12):
         raise CheckpointError(f"{ckpt_path} was trained with other betas than this config "
                               "gives; resume with the config it was trained with")
-    trainer = Trainer(cfg, model, diffusion, dataset, options=vars(args), progress=bars_wanted(args.quiet))
-    if ckpt is not None:
-        trainer.load_state(ckpt, ckpt_path)
-        _say(args, f"resuming {ckpt_path} at iteration {trainer.iteration}")
-    # Each iteration takes accum_steps batches of micro_batch per rank (see the loader's
-    # docstring): the same examples as one process with the whole global batch.
-    accum = cfg.train.accum_steps
-    loader = build_loader(dataset, trainer.micro_batch, num_workers=cfg.data.num_workers,
-                          seed=cfg.train.seed, start_step=trainer.iteration * accum, infinite=True)
-    done = trainer.fit(loader)
+    with _claim_run_folder(args, cfg, resume):  # one run per checkpoint folder
+        trainer = Trainer(cfg, model, diffusion, dataset, options=vars(args),
+                          progress=bars_wanted(args.quiet))
+        if ckpt is not None:
+            trainer.load_state(ckpt, ckpt_path)
+            _say(args, f"resuming {ckpt_path} at iteration {trainer.iteration}")
+        # Each iteration takes accum_steps batches of micro_batch per rank (see the loader's
+        # docstring): the same examples as one process with the whole global batch.
+        accum = cfg.train.accum_steps
+        loader = build_loader(dataset, trainer.micro_batch, num_workers=cfg.data.num_workers,
+                              seed=cfg.train.seed, start_step=trainer.iteration * accum, infinite=True)
+        done = trainer.fit(loader)
     _say(args, f"trained {done} iterations; last checkpoint {trainer.last_saved}")
     if is_toy(cfg.data.dataset):  # 2-D points: the demo's scatter, GIF and quality figures
         from .toy_output import final_report
@@ -259,39 +318,62 @@ def script_main(script_file: str, config_name: str, ddim: bool = False) -> None:
     here = os.path.dirname(os.path.abspath(script_file))
     preset = ["sample.sampler=ddim"] if ddim else []
     sys.exit(main(os.path.join(here, "configs", config_name), __main__.__doc__, preset=preset,
-                  default_mode="denoise" if ddim else "train"))
+                  default_mode="denoise" if ddim else "train", process_exits=True))
 
 
 def main(default_config: str, description: str, preset: Sequence[str] = (),
-         default_mode: str = "train", argv: Optional[Sequence[str]] = None) -> int:
+         default_mode: str = "train", argv: Optional[Sequence[str]] = None,
+         process_exits: bool = False) -> int:
     """Parse the command line and run one mode. Errors a user can fix exit with status 2
-    and a one-line message, without a traceback."""
+    and a one-line message, without a traceback. ``process_exits``: the process ends after
+    this call (the run scripts), so stop signals arriving then are ignored instead of
+    killing it with its files already in order (other ranks' launchers send them late)."""
     from .cli_parse import parse_command_line
+    from .train.signals import Interrupted, StopSignals, exit_status, signal_name
     args = parse_command_line(description, default_config, preset, default_mode, argv)
     mode = args.mode or default_mode
     if mode == "train" and args.resume:
         mode = "resume"
+    # SIGINT/SIGTERM/SIGHUP end any mode with one line and status 128 + signal; training
+    # installs its own handlers that finish the iteration and save (train/signals.py).
+    stop = StopSignals(raise_at_once=True, ignore_after=process_exits)
     try:
         cfg = resolve_config(args, default_config, preset)
         _set_device(args)
-        if mode in ("train", "resume"):
-            run_train(args, cfg, resume=mode == "resume")
-        elif mode == "convert":
-            run_convert(args, cfg)
-        elif mode in ("eval", "fid_stats"):
-            from .evaluate import run_eval, run_fid_stats
-            if mode == "eval":   # results (and partial samples) go to sample_dir or --eval_out;
-                # tested and left uncreated: eval makes nothing before its own early checks pass
-                eval_out = [("--eval_out", os.path.dirname(args.eval_out))] if args.eval_out else []
-                prepare_output_dirs(eval_out if args.samples and eval_out else
-                                    output_folders(cfg, "eval", extra=eval_out), keep=False)
-            (run_eval if mode == "eval" else run_fid_stats)(args, cfg)
-        else:
-            run_denoise(args, cfg)
-    except PPDDPMError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        with stop:  # after Paddle's import, which installs its own SIGTERM handler
+            _run_mode(args, cfg, mode)
+    except Interrupted as exc:  # training stopped by a signal, its checkpoint saved
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    except BaseException as exc:
+        # A signal may surface as SignalExit or, raised inside Paddle's C++, as another error.
+        signum = getattr(exc, "signum", None) or stop.signum
+        if signum is not None and not isinstance(exc, SystemExit):
+            print(f"interrupted by {signal_name(signum)} ({mode}); files already written are "
+                  "complete, unfinished ones were not written", file=sys.stderr)
+            return exit_status(signum)
+        if isinstance(exc, PPDDPMError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            return 130
+        raise
     return 0
+
+
+def _run_mode(args, cfg: Config, mode: str) -> None:
+    if mode in ("train", "resume"):
+        run_train(args, cfg, resume=mode == "resume")
+    elif mode == "convert":
+        run_convert(args, cfg)
+    elif mode in ("eval", "fid_stats"):
+        from .evaluate import run_eval, run_fid_stats
+        if mode == "eval":   # results (and partial samples) go to sample_dir or --eval_out;
+            # tested and left uncreated: eval makes nothing before its own early checks pass
+            eval_out = [("--eval_out", os.path.dirname(args.eval_out))] if args.eval_out else []
+            prepare_output_dirs(eval_out if args.samples and eval_out else
+                                output_folders(cfg, "eval", extra=eval_out), keep=False)
+        (run_eval if mode == "eval" else run_fid_stats)(args, cfg)
+    else:
+        run_denoise(args, cfg)

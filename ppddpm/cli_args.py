@@ -143,6 +143,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         "by the original reproduction) or as .safetensors (no pickle: safe to "
                         "share); default: the output name's extension (.pdparam)")
     add_output_args(p)
+    p.add_argument("--overwrite", type=_bool, default=False,
+                   help="train: start afresh in a --ckpt_dir that already holds training "
+                        "checkpoints of this prefix, deleting them (without it such a run is "
+                        "refused; continue it with --mode resume instead)")
     return p
 
 

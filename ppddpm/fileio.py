@@ -3,14 +3,62 @@
 A reader (or a process killed mid-write) sees either the old file or the new
 one, never a truncated mix: os.replace is atomic on POSIX when source and
 target are on the same file system, which a temp file in the same folder is.
+
+A write that fails (disk full, quota, permission lost, file-size limit) removes
+its temp file, leaves the old file in place and raises :class:`WriteFailed`, a
+one-line error naming the path and the reason. Temp files of a process killed
+mid-write are found again by :func:`stale_temp_files` (their names are
+``.{target name}.{8 random characters}.tmp``).
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
 import tempfile
-from typing import Callable
+from typing import Callable, List, Optional
+
+from .errors import PPDDPMError
 
 TMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[A-Za-z0-9_]{8}" + re.escape(TMP_SUFFIX) + "$")
+
+
+class WriteFailed(PPDDPMError):
+    """A file could not be written; the file that was there before is unchanged."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'No space left on device (ENOSPC)': the reason of an OSError in a few words."""
+    code = errno.errorcode.get(exc.errno, "") if exc.errno is not None else ""
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({code})" if code else reason
+
+
+def write_failed(path: str, exc: OSError) -> WriteFailed:
+    return WriteFailed(f"could not write {path}: {describe_os_error(exc)}; the file there "
+                       "before (if any) is unchanged. Free space or fix the folder's permissions, "
+                       "then run the command again")
+
+
+def temp_target(name: str) -> Optional[str]:
+    """The file name a temp file of :func:`temp_path_for` was meant to become, else None."""
+    m = _TEMP_NAME.match(name)
+    return m.group("target") if m else None
+
+
+def stale_temp_files(folder: str, keep: Callable[[str], bool]) -> List[str]:
+    """Paths of the temp files in ``folder`` whose target name satisfies ``keep``."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    out = []
+    for name in sorted(names):
+        target = temp_target(name)
+        if target is not None and keep(target) and os.path.isfile(os.path.join(folder, name)):
+            out.append(os.path.join(folder, name))
+    return out
 
 
 def temp_path_for(path: str) -> str:
@@ -57,16 +105,26 @@ def commit_temp(tmp: str, path: str) -> None:
 
 
 def atomic_write_path(path: str, write_to: Callable[[str], None]) -> None:
-    """Call ``write_to(tmp_path)``, then commit; the temp file is removed on error."""
-    tmp = temp_path_for(path)
+    """Call ``write_to(tmp_path)``, then commit; the temp file is removed on error.
+
+    An OSError with an errno (ENOSPC, EDQUOT, EFBIG, EACCES, EROFS, ...) becomes
+    :class:`WriteFailed`."""
+    try:
+        tmp = temp_path_for(path)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise write_failed(path, exc) from None
     try:
         write_to(tmp)
         commit_temp(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.remove(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise write_failed(path, exc) from None
         raise
 
 

@@ -136,13 +136,26 @@ def save_grid(images, path: str, nrow: int, ncol: int, padding: int = 2,
     return save_png(make_grid(images, nrow, ncol, padding, pad_value), path)
 
 
+INCOMPLETE_MARKER = "INCOMPLETE"
+
+
 def save_individual(images, out_dir: str, start_index: int = 0) -> List[str]:
-    """Write each image as ``{out_dir}/{start_index + i:06d}.png``; return the paths."""
+    """Write each image as ``{out_dir}/{start_index + i:06d}.png``; return the paths.
+
+    While it writes, the folder holds a file ``INCOMPLETE`` (removed last), so a folder
+    cut short by a kill or a signal is marked as such; running the command again
+    rewrites every image and removes the marker."""
     imgs = _as_uint8_nhwc(images)
     os.makedirs(out_dir, exist_ok=True)
+    marker = os.path.join(out_dir, INCOMPLETE_MARKER)
+    atomic_write(marker, lambda fh: fh.write(
+        f"ppddpm is writing images {start_index}..{start_index + len(imgs) - 1} here; this file "
+        "is removed when all are written. If it is still here, that run was cut short: run "
+        "it again.\n".encode()))
     paths = []
     for i, img in enumerate(imgs):
         paths.append(save_png(img, os.path.join(out_dir, f"{start_index + i:06d}.png")))
+    os.remove(marker)
     return paths
 
 

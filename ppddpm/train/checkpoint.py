@@ -18,7 +18,7 @@ import numpy as np
 import paddle
 
 from ..errors import CheckpointError
-from ..fileio import atomic_write_path
+from ..fileio import atomic_write_path, stale_temp_files
 
 # Test hook: called with the temp path after the object is fully written, before
 # the rename. Tests set it to pause there and kill the process.
@@ -85,6 +85,25 @@ def list_checkpoints(ckpt_dir: str, prefix: str) -> List[Tuple[int, str]]:
         if m and os.path.isfile(os.path.join(ckpt_dir, name)):
             found.append((int(m.group(1)), os.path.join(ckpt_dir, name)))
     return sorted(found)
+
+
+def is_training_output(name: str, prefix: str) -> bool:
+    """Whether a file name is a training checkpoint or inference file of ``prefix``."""
+    p = re.escape(prefix)
+    return re.match(rf"^(?:{p}_ckpt_iter_\d+|ddpm_{p}_i\d+(?:_ema)?)\.pdparam$", name) is not None
+
+
+def remove_stale_temps(ckpt_dir: str, prefix: str) -> List[str]:
+    """Delete the temp files that killed writes of ``prefix``'s checkpoints and inference
+    files left in ``ckpt_dir`` (call it only while holding the folder's run lock)."""
+    removed = []
+    for path in stale_temp_files(ckpt_dir, lambda target: is_training_output(target, prefix)):
+        try:
+            os.remove(path)
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def latest_checkpoint(ckpt_dir: str, prefix: str) -> Optional[str]:

@@ -87,3 +87,22 @@ def gather_to_main(images: np.ndarray, n_total: int) -> np.ndarray:
         return images[:0]
     full = np.concatenate([p.numpy() for p in parts])
     return full[:n_total]
+
+
+def sum_over_ranks(values) -> np.ndarray:
+    """Element-wise sums over all ranks of a few numbers, in one all-reduce (float64)."""
+    values = np.asarray(values, dtype=np.float64)
+    if world()[0] == 1:
+        return values
+    t = paddle.to_tensor(values)
+    dist.all_reduce(t)
+    return t.numpy()
+
+
+def max_over_ranks(value: int) -> int:
+    """The largest of an integer over all ranks (e.g. a signal number, 0 for none)."""
+    if world()[0] == 1:
+        return int(value)
+    t = paddle.to_tensor([int(value)], dtype="int64")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.numpy()[0])

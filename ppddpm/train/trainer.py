@@ -6,12 +6,19 @@ Exact resume rests on three facts: the data order is a pure function of (seed, e
 example index) (``randomness.py``); and each iteration reseeds Paddle's generator from
 (seed, rank, iteration) before the dropout masks are drawn. A run stopped after N
 iterations and resumed therefore repeats the uninterrupted run.
+
+Stopping: SIGINT, SIGTERM and SIGHUP only set a flag (``signals.py``); the loop ends
+after the current iteration, saves it and raises ``Interrupted`` (exit 128 + signal).
+Under several ranks the flags are summed before every iteration, so all ranks stop
+after the same one. Weights holding NaN or inf are never written: they are
+checked after every update (``finite.py``) and before every save.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import os
+import signal
 import time
 from typing import List, Optional
 
@@ -20,7 +27,8 @@ from tqdm.auto import tqdm
 
 from ..config import Config, ConfigError
 from ..data.toy import is_toy
-from ..errors import PPDDPMError, TrainingDiverged
+from ..errors import CheckpointError, TrainingDiverged
+from ..fileio import WriteFailed, write_failed
 from ..images import make_grid, parse_num_images, save_grid
 from ..models.state import load_state_strict
 from ..pretrained import save_inference_file
@@ -30,11 +38,13 @@ from . import dist
 from .checkpoint import (atomic_save, get_rng_state, inference_path, latest_checkpoint,
                          prune_checkpoints, train_ckpt_path)
 from .ema import EMA
+from .finite import all_finite, first_non_finite
 from .logger import RunLogger
 from .lr import build_lr_scheduler
 from .optim import MixedPrecision, build_optimizer, optimizer_state_by_name
 from .randomness import (drop_labels, example_draws, iteration_seed, label_dropout_uniform,
                          uniform_timesteps)
+from .signals import Interrupted, StopSignals, signal_name
 
 
 class Trainer:
@@ -62,7 +72,8 @@ class Trainer:
         self.conditional = cfg.model.num_classes is not None   # trains on the batches' labels
         self.sample_labels = self.grid_labels()   # checked now, not at the first sample grid
         self.iteration = 0  # iterations done
-        self.last_saved: Optional[str] = None
+        self.last_saved: Optional[str] = None  # the last checkpoint written or loaded (finite)
+        self.stop: Optional[StopSignals] = None  # set by fit
         self.losses = []  # global-batch loss of every iteration of this process
 
     # -- state ---------------------------------------------------------------
@@ -80,6 +91,11 @@ class Trainer:
 
     def load_state(self, ckpt: dict, source: str) -> None:
         """Restore a training checkpoint (its architecture was already checked by the caller)."""
+        for entry in ("model", "model_ema"):
+            bad = first_non_finite(ckpt.get(entry) or {})
+            if bad is not None:
+                raise CheckpointError(f"{source} holds NaN or infinite weights ({entry}.{bad}); "
+                                      "resume from an earlier checkpoint (--resume_ckpt_path)")
         load_state_strict(self.model, ckpt["model"], source)
         load_state_strict(self.ema.model, ckpt.get("model_ema", ckpt["model"]), source)
         if "optim" in ckpt:
@@ -92,10 +108,19 @@ class Trainer:
         self.iteration = int(ckpt["ckpt_idx"]) + 1
         self.last_saved = source
 
+    def check_weights_finite(self) -> None:
+        """Refuse to write weights or EMA weights that hold NaN or inf."""
+        for name, state in (("model", self.model.state_dict()), ("model_ema", self.ema.state_dict())):
+            bad = first_non_finite(state)
+            if bad is not None:
+                raise TrainingDiverged(self.diverged_message(
+                    f"{name}.{bad} holds NaN or inf at iteration {self.iteration}; nothing was written"))
+
     def save_checkpoint(self) -> Optional[str]:
         if not self.is_main:
             return None
         tc = self.cfg.train
+        self.check_weights_finite()
         path = atomic_save(self.state_dict(), train_ckpt_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration))
         prune_checkpoints(tc.ckpt_dir, tc.ckpt_prefix, tc.keep_last)
         self.last_saved = path
@@ -106,6 +131,7 @@ class Trainer:
         if not self.is_main:
             return []
         tc, out = self.cfg.train, []
+        self.check_weights_finite()
         for ema, state in ((True, self.ema.state_dict()), (False, self.model.state_dict())):
             path = inference_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration, ema=ema)
             out.append(save_inference_file(path, state, self.diffusion.betas, self.options, self.cfg))
@@ -163,22 +189,29 @@ class Trainer:
         value = dist.mean_over_ranks(total)
         if not math.isfinite(value):
             self.optim.clear_grad(set_to_zero=False)
-            where = f"the last good checkpoint is {self.last_saved}" if self.last_saved \
-                else "no checkpoint was written yet"
-            raise TrainingDiverged(
+            raise TrainingDiverged(self.diverged_message(
                 f"the loss became {value} at iteration {self.iteration}; training stopped "
-                f"before the bad update, and {where}. Lower --lr, keep gradient clipping on "
-                "(train.grad_clip), or check the data for NaNs.")
+                "before the bad update"))
         if self.timestep_sampler is not None:
             self.timestep_sampler.flush()  # this iteration's losses, from every rank
         self.amp.step(self.optim)
         # Free the gradients (as torch's zero_grad does): they are rebuilt by the next
         # backward, and holding 143 MB of zeros through the forward raised the peak.
         self.optim.clear_grad(set_to_zero=False)
+        if not all_finite(self.model.parameters()):  # the same on every rank: no all-reduce
+            raise TrainingDiverged(self.diverged_message(
+                f"the update of iteration {self.iteration} made weights NaN or infinite "
+                f"(its loss was a finite {value:.4g}); training stopped and did not save it"))
         self.lr_sched.step()
         self.ema.update()
         self.iteration += 1
         return value
+
+    def diverged_message(self, what: str) -> str:
+        where = f"the last good checkpoint is {self.last_saved}" if self.last_saved \
+            else "no checkpoint was written yet"
+        return (f"{what}, and {where}. Lower --lr, keep gradient clipping on "
+                "(train.grad_clip), or check the data for NaNs.")
 
     # -- the loop ----------------------------------------------------------------
     def grid_labels(self):
@@ -209,51 +242,129 @@ class Trainer:
         self.logger.image("samples", make_grid(images, rows, cols), self.iteration)
         return path
 
+    def write_samples_unless_stopped(self) -> None:
+        """Rank 0 writes the sample grid unless a stop signal came; a signal during the
+        sampling drops the grid (the iteration itself is done and will be saved)."""
+        if not self.is_main or (self.stop is not None and self.stop.signum is not None):
+            return
+        if self.stop is None or not self.stop.installed:
+            self.write_samples()
+            return
+        try:
+            with self.stop.interruptible():
+                self.write_samples()
+        except BaseException:  # SignalExit, or what it became inside Paddle's C++
+            if self.stop.signum is None:
+                raise
+
+    def next_batches(self, batches, accum: int) -> Optional[list]:
+        """This rank's micro-batches of the next iteration, each [images, labels]; None when
+        the loader failed because a stop signal sent to the whole process group also ended
+        its workers."""
+        try:
+            micro_batches = [next(batches) for _ in range(accum)]
+        except Exception:
+            if self.stop is None or self.stop.signum is None:
+                raise
+            return None
+        if self.stop is not None:
+            self.stop.defer_child_errors()
+        return micro_batches
+
+    def agree_to_stop(self, asked: bool) -> bool:
+        """Whether any rank asked to stop: every rank gets the same answer, from one
+        all-reduce of one number per iteration."""
+        if self.world_size == 1:
+            return asked
+        return float(dist.sum_over_ranks([float(asked)])[0]) > 0
+
+    def stop_and_save(self, first: int, signum: int) -> Interrupted:
+        """Save the last finished iteration (rank 0) and describe it in an Interrupted."""
+        tc = self.cfg.train
+        path = train_ckpt_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration)
+        if self.iteration > first and self.last_saved != path:
+            self.save_checkpoint()
+        name = signal_name(signum)
+        if self.iteration > first or (self.last_saved == path and self.iteration > 0):
+            done = "saved" if self.iteration > first else "nothing new to save; the last checkpoint is"
+            text = (f"interrupted at iteration {self.iteration} by {name}: {done} {path}; "
+                    "continue with --mode resume")
+        else:
+            text = f"interrupted by {name} before the first iteration finished; nothing was saved"
+        if not self.is_main:
+            text = f"rank {self.rank}: {text} (rank 0 writes the files)"
+        return Interrupted(text, signum)
+
     def fit(self, loader) -> int:
-        """Train until ``train.training_iters``; returns the iterations done."""
+        """Train until ``train.training_iters``; returns the iterations done. A stop signal
+        ends training after the current iteration: it is saved and Interrupted is raised."""
         tc = self.cfg.train
         self.logger = RunLogger(tc.log_dir, enabled=self.is_main)
         self.model.train()
         bar = tqdm(total=tc.training_iters, initial=self.iteration, desc="train", unit="it",
                    disable=not (self.progress and self.is_main), dynamic_ncols=True)
-        batches = iter(loader)
         accum = self.cfg.train.accum_steps
         start = time.perf_counter()
         first = self.iteration
+        self.stop = StopSignals(announce="training stops after the current iteration and "
+                                "saves it (press Ctrl-C again to quit at once)" if self.is_main else None)
         try:
-            while self.iteration < tc.training_iters:
-                batch = [next(batches) for _ in range(accum)]
-                loss = self.train_step([b[0] for b in batch],
-                                       [b[1] for b in batch] if self.conditional else None)
-                self.losses.append(loss)
-                self.logger.scalar("loss", loss, self.iteration)
-                self.logger.scalar("lr", self.optim.get_lr(), self.iteration)
-                rate = (self.iteration - first) / max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optim.get_lr():.2e}",
-                                img_s=f"{rate * tc.batchsize:.1f}", refresh=False)
-                bar.update(1)
-                if tc.sample_interval > 0 and self.iteration % tc.sample_interval == 0:
-                    self.write_samples()
-                    dist.barrier()
-                if tc.ckpt_interval > 0 and self.iteration % tc.ckpt_interval == 0:
+            with self.stop:
+                batches = iter(loader)
+                while self.iteration < tc.training_iters:
+                    micro_batches = self.next_batches(batches, accum)
+                    if self.agree_to_stop(micro_batches is None or self.stop.signum is not None):
+                        break
+                    loss = self.train_step([b[0] for b in micro_batches],
+                                           [b[1] for b in micro_batches] if self.conditional else None)
+                    self.losses.append(loss)
+                    self.logger.scalar("loss", loss, self.iteration)
+                    self.logger.scalar("lr", self.optim.get_lr(), self.iteration)
+                    rate = (self.iteration - first) / max(time.perf_counter() - start, 1e-9)
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optim.get_lr():.2e}",
+                                    img_s=f"{rate * tc.batchsize:.1f}", refresh=False)
+                    bar.update(1)
+                    if tc.sample_interval > 0 and self.iteration % tc.sample_interval == 0:
+                        self.write_samples_unless_stopped()
+                        dist.barrier()
+                    if tc.ckpt_interval > 0 and self.iteration % tc.ckpt_interval == 0:
+                        self.save_checkpoint()
+                        self.logger.flush()
+                        dist.barrier()
+                if self.iteration < tc.training_iters:  # stopped by a signal
+                    signum = dist.max_over_ranks(self.stop.signum or 0) or signal.SIGTERM
+                    self.stop.signum = self.stop.signum or signum  # stopping, also if asked by another rank
+                    bar.close()
+                    interrupted = self.stop_and_save(first, signum)
+                    dist.barrier()  # the other ranks exit once rank 0's file is complete
+                    raise interrupted
+                if self.last_saved != train_ckpt_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration):
                     self.save_checkpoint()
-                    self.logger.flush()
-                    dist.barrier()
-        except KeyboardInterrupt:
+                self.save_inference_files()
+                dist.barrier()
+        except KeyboardInterrupt:  # raised where no handler of ours was installed
             bar.close()
             if self.is_main and self.iteration > first:
-                path = self.save_checkpoint()
-                raise PPDDPMError(f"interrupted at iteration {self.iteration}; saved {path}. "
-                                  "Continue with --mode resume.") from None
+                raise self.stop_and_save(first, signal.SIGINT) from None
             raise
+        except WriteFailed as exc:
+            raise WriteFailed(self.write_failed_message(str(exc))) from None
+        except OSError as exc:  # e.g. the log file on a full disk
+            if exc.errno is None:
+                raise
+            failed = write_failed(exc.filename or f"the run's files (log: {tc.log_dir})", exc)
+            raise WriteFailed(self.write_failed_message(str(failed))) from None
         finally:
             bar.close()
             self.logger.close()
-        if self.last_saved != train_ckpt_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration):
-            self.save_checkpoint()
-        self.save_inference_files()
-        dist.barrier()
+            self.stop = None
         return self.iteration
+
+    def write_failed_message(self, what: str) -> str:
+        where = f"the last good checkpoint is {self.last_saved}" if self.last_saved \
+            else "no checkpoint was written yet"
+        return (f"{what}; training stopped after iteration {self.iteration} and {where} "
+                "(continue with --mode resume once the folder is writable)")
 
 
 def find_resume_checkpoint(cfg: Config, path: Optional[str]) -> Optional[str]:
