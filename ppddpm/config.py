@@ -25,7 +25,8 @@ ARCHS = ("unet", "fpn", "legacy_unet", "legacy_fpn", "mlp")
 MEAN_TYPES = ("eps", "x0", "xprev")
 VAR_TYPES = ("fixed_small", "fixed_large", "learned", "learned_range")
 LOSS_TYPES = ("mse", "kl", "hybrid")
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "dpm_solver++", "dpm_solver", "unipc")
+SPACINGS = ("uniform", "quadratic", "linspace", "trailing", "logsnr")  # samplers/spacing.py
 
 
 @dataclass
@@ -104,6 +105,8 @@ class SampleConfig:
     sample_postfix: str = "ddpm_cifar10_test"
     sequence_every: Optional[int] = None
     seed: int = 0
+    order: Optional[int] = None       # dpm_solver++ / dpm_solver / unipc order (None: 2)
+    clipped_eps: bool = False         # DDIM and solvers: eps from the clipped x0 (improved-diffusion)
 
 
 @dataclass
@@ -263,7 +266,9 @@ def validate(cfg: Config) -> None:
     _check_choice("diffusion.var_type", cfg.diffusion.var_type, VAR_TYPES)
     _check_choice("diffusion.loss_type", cfg.diffusion.loss_type, LOSS_TYPES)
     _check_choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
-    _check_choice("sample.skip", cfg.sample.skip, ("uniform", "quadratic"))
+    _check_choice("sample.skip", cfg.sample.skip, SPACINGS)
+    if cfg.sample.order is not None and not 1 <= cfg.sample.order <= 3:
+        raise ConfigError(f"sample.order must be 1, 2 or 3, got {cfg.sample.order}")
     _check_choice("train.lr_decay", cfg.train.lr_decay, ("constant", "linear"))
     _check_choice("train.timestep_sampler", cfg.train.timestep_sampler, ("uniform", "loss_aware"))
     _check_choice("train.amp", cfg.train.amp, ("off", "float16", "bfloat16"))

@@ -37,6 +37,9 @@ class Sampler:
     def num_steps(self) -> int:
         return len(self.steps)
 
+    def reset(self) -> None:
+        """Forget per-run state (a multistep solver's history); called by ``progressive``."""
+
     def step(self, model, x, t: int, t_prev: int, noise):
         """One reverse step from x_t to x_{t_prev}; ``t`` and ``t_prev`` are plain ints."""
         raise NotImplementedError
@@ -53,8 +56,10 @@ class Sampler:
         """
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
+        self.reset()
         N = int(shape[0])
-        stream = NoiseStream(seed, range(index_offset, index_offset + N), shape[1:])
+        stream = NoiseStream(seed, range(index_offset, index_offset + N), shape[1:],
+                             max_draws=len(self.steps) + 1)
         x = stream.next()
         if noise is not None:
             x = paddle.to_tensor(noise, dtype="float32")
