@@ -46,6 +46,10 @@ def add_eval_args(p) -> None:
                    help="eval: JSON file for the results (default: {sample_dir}/eval_*.json)")
     g.add_argument("--inception_batch", type=int, default=50,
                    help="images per Inception forward pass")
+    g.add_argument("--metrics", choices=("fid", "bpd"), default="fid",
+                   help="eval: fid (FID/IS/precision/recall/KID of samples) or bpd (the "
+                        "test-set negative log-likelihood bound in bits/dim of "
+                        "--pretrained_path, DDPM Table 2; ppddpm/likelihood.py)")
 
 
 def _say(args, message: str) -> None:
@@ -307,6 +311,8 @@ def run_eval(args, cfg: Config) -> None:
     from .train import dist
 
     dist.init_distributed()
+    if getattr(args, "metrics", "fid") == "bpd":
+        return run_bpd(args, cfg)
     weights_path = resolve_weights_path(args.inception_weights)   # fail before sampling
     ref = _early_reference(args, cfg, weights_path) if dist.is_main() else None
     if args.samples:
@@ -353,3 +359,45 @@ def _eval_name(args, cfg: Config) -> str:
     if args.samples:
         return f"eval_{os.path.splitext(os.path.basename(os.path.normpath(args.samples)))[0]}.json"
     return f"eval_{cfg.sample.sample_postfix}_{args.num_samples}.json"
+
+
+# -- bits/dim (--metrics bpd) ------------------------------------------------------
+chunk_files, open_partial = _chunk_files, _open_partial   # shared with likelihood.py
+
+
+def run_bpd(args, cfg: Config) -> None:
+    """The bound of every test image (up to --num_samples), resumable and distributed."""
+    from .cli import _sampling_setup
+    from .likelihood import bpd_resumable, summary, test_images, write_summary
+    from .train import dist
+
+    if not args.pretrained_path:
+        raise CheckpointError("--metrics bpd needs --pretrained_path (the model to evaluate)")
+    model, sampler, shape, _ = _sampling_setup(args, cfg)
+    if tuple(getattr(model, "data_range", (-1.0, 1.0))) != (-1.0, 1.0):
+        raise ConfigError("bits/dim needs a model of [-1, 1] data; this network works on "
+                          f"{tuple(model.data_range)} (an original-reproduction file)")
+    get, total, split = test_images(cfg.data)
+    n, s = min(args.num_samples, total), cfg.sample
+    diffusion = sampler.diffusion
+    meta = {"pretrained_path": os.path.abspath(args.pretrained_path),
+            "pretrained_bytes": os.path.getsize(args.pretrained_path), "split": split,
+            "timesteps": diffusion.num_timesteps, "var_type": diffusion.var_type.value,
+            "clip_denoised": s.clip_denoised, "seed": s.seed}
+    base = os.path.join(s.sample_dir, f"{s.sample_postfix}_bpd")
+    _say(args, f"bits/dim of {n} images of {split} under {args.pretrained_path} "
+               f"(T = {diffusion.num_timesteps})")
+    per_image = bpd_resumable(diffusion, model, get, n, s.batchsize or cfg.train.batchsize,
+                              s.seed, base + ".partial", meta, s.clip_denoised,
+                              progress=not args.quiet)
+    if per_image is None:
+        return
+    result = summary(per_image, dict(meta, checkpoint=args.pretrained_path,
+                                     checkpoint_iteration=checkpoint_iteration(args.pretrained_path)))
+    out = args.eval_out or os.path.join(s.sample_dir, f"bpd_{s.sample_postfix}_{n}.json")
+    write_summary(out, result)
+    shutil.rmtree(base + ".partial", ignore_errors=True)
+    _say(args, f"NLL <= {result['bpd']:.4f} bits/dim (± {result['bpd_stderr'] or 0:.4f}; prior "
+               f"{result['prior_bpd']:.4f}, decoder {result['decoder_bpd']:.4f}; {n} images of "
+               f"{split})")
+    _say(args, f"wrote {out}")
