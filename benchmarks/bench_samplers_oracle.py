@@ -113,6 +113,9 @@ def main():
     p.add_argument("--num_points", type=int, default=20000)
     p.add_argument("--spacings", default=",".join(SPACINGS))
     p.add_argument("--no-diffusers", action="store_true")
+    p.add_argument("--no-ppddpm", action="store_true")
+    p.add_argument("--rows", default=None, help="only rows whose name contains one of these "
+                   "comma-separated words (e.g. 'DEIS,DPMSolver')")
     p.add_argument("--json", default=None, help="also write the table here")
     args = p.parse_args()
     nfes = [int(s) for s in args.nfe.split(",")]
@@ -125,13 +128,17 @@ def main():
     x_T = np.random.default_rng(2024).standard_normal((n, 2))
     table, start = {}, time.perf_counter()
     print(f"floor (fresh data against fresh data, {n} points): {floor:.4f}", flush=True)
-    for name, make in ppddpm_rows(args.spacings.split(",")).items():
+    keep = lambda name: args.rows is None or any(w in name for w in args.rows.split(","))
+    rows = {} if args.no_ppddpm else ppddpm_rows(args.spacings.split(","))
+    for name, make in rows.items():
+        if not keep(name):
+            continue
         table["ppddpm " + name] = {k: sliced_wasserstein(run_ppddpm(make, diffusion, oracle, x_T, k), data)
                                    for k in nfes}
         print(f"ppddpm {name}: " + " ".join(f"{v:.4f}" for v in table["ppddpm " + name].values()),
               flush=True)
     if not args.no_diffusers:
-        for name in DIFFUSERS:
+        for name in filter(keep, DIFFUSERS):
             row = {}
             for k in nfes:
                 x, calls = run_diffusers(name, betas, oracle, x_T, k)

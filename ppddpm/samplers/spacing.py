@@ -75,8 +75,10 @@ def timestep_grid(alphas_cumprod, num_steps: Optional[int] = None, spacing: str 
         return ddim_timesteps(T, num_steps, stride, spacing)
     if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}; choose one of {list(SPACINGS)}")
-    if stride is not None:
-        raise ValueError(f"spacing {spacing!r} takes a number of steps, not a stride")
+    if stride is not None:      # DDIM's --stride s means len(range(0, T, s)) steps
+        if not 1 <= stride <= T:
+            raise ValueError(f"stride must be in [1, {T}], got {stride}")
+        num_steps = len(range(0, T, stride))
     if num_steps is None or not 1 <= num_steps <= T:
         raise ValueError(f"num_steps must be in [1, {T}], got {num_steps}")
     n = num_steps
