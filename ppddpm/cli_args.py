@@ -59,8 +59,8 @@ CONFIG_FLAGS = {
     "stride": ("sample.stride", int, "DDIM: use every stride-th timestep (1000/10 = 100 steps)"),
     "ddim_steps": ("sample.num_steps", int, "DDIM: number of steps (instead of --stride)"),
     "eta": ("sample.eta", float, "DDIM eta: 0 is deterministic, 1 matches DDPM's posterior variance"),
-    "skip": ("sample.skip", str, "timestep spacing of ddim and the solvers: uniform | quadratic "
-             "| linspace | trailing | logsnr (ppddpm/samplers/spacing.py)"),
+    "skip": ("sample.skip", str, "DDIM timestep spacing: uniform | quadratic (also linspace | "
+             "trailing | logsnr; --spacing overrides it)"),
     "respacing": ("sample.respacing", str, "DDPM on a subsequence: 'ddim50', '250' or '10,15,20'"),
     "sample_seed": ("sample.seed", int, "seed of the sampling noise (image i depends only on it and i)"),
     "clip_denoised": ("sample.clip_denoised", _bool, "clip the predicted x0 to the data range"),
@@ -70,6 +70,9 @@ CONFIG_FLAGS = {
               "2 (default) or 3; unipc's corrector adds one"),
     "clipped_eps": ("sample.clipped_eps", _bool, "DDIM and the solvers: re-derive eps from the "
                     "clipped x0 (improved-diffusion's DDIM) instead of keeping the model's eps"),
+    "spacing": ("sample.spacing", str, "timestep grid of ddim and the solvers: uniform (DDIM's) | "
+                "quadratic | linspace | trailing | logsnr (ppddpm/samplers/spacing.py); default: "
+                "--skip for ddim, logsnr for dpm_solver++ / dpm_solver / unipc"),
 }
 
 

@@ -107,6 +107,8 @@ class SampleConfig:
     seed: int = 0
     order: Optional[int] = None       # dpm_solver++ / dpm_solver / unipc order (None: 2)
     clipped_eps: bool = False         # DDIM and solvers: eps from the clipped x0 (improved-diffusion)
+    spacing: Optional[str] = None     # timestep grid of DDIM and the solvers; None: DDIM uses
+                                      # `skip`, the solvers logsnr (samplers/spacing.py)
 
 
 @dataclass
@@ -267,6 +269,8 @@ def validate(cfg: Config) -> None:
     _check_choice("diffusion.loss_type", cfg.diffusion.loss_type, LOSS_TYPES)
     _check_choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
     _check_choice("sample.skip", cfg.sample.skip, SPACINGS)
+    if cfg.sample.spacing is not None:
+        _check_choice("sample.spacing", cfg.sample.spacing, SPACINGS)
     if cfg.sample.order is not None and not 1 <= cfg.sample.order <= 3:
         raise ConfigError(f"sample.order must be 1, 2 or 3, got {cfg.sample.order}")
     _check_choice("train.lr_decay", cfg.train.lr_decay, ("constant", "linear"))

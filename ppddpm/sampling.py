@@ -23,10 +23,10 @@ def build_sampler(diffusion: GaussianDiffusion, cfg: SampleConfig) -> Sampler:
         diffusion = respace(diffusion, cfg.respacing)
     steps = dict(num_steps=cfg.num_steps) if cfg.num_steps else dict(stride=cfg.stride)
     if cfg.sampler == "ddim":
-        return DDIMSampler(diffusion, eta=cfg.eta, skip=cfg.skip, clip_denoised=cfg.clip_denoised,
-                           clipped_eps=cfg.clipped_eps, **steps)
-    if cfg.sampler in SOLVERS:
-        return SOLVERS[cfg.sampler](diffusion, spacing=cfg.skip, order=cfg.order,
+        return DDIMSampler(diffusion, eta=cfg.eta, skip=cfg.spacing or cfg.skip,
+                           clip_denoised=cfg.clip_denoised, clipped_eps=cfg.clipped_eps, **steps)
+    if cfg.sampler in SOLVERS:   # log-SNR grids: the best at few steps (benchmarks/RESULTS.md)
+        return SOLVERS[cfg.sampler](diffusion, spacing=cfg.spacing or "logsnr", order=cfg.order,
                                     clip_denoised=cfg.clip_denoised,
                                     clipped_eps=cfg.clipped_eps, **steps)
     return DDPMSampler(diffusion, clip_denoised=cfg.clip_denoised)

@@ -155,11 +155,14 @@ def test_grids():
 def test_config_builds_every_sampler():
     for name, cls in (("dpm_solver++", DPMSolverPPSampler), ("dpm_solver", DPMSolverSampler),
                       ("unipc", UniPCSampler)):
-        s = build_sampler(DIFF, SampleConfig(sampler=name, num_steps=20, skip="logsnr", order=3))
+        s = build_sampler(DIFF, SampleConfig(sampler=name, num_steps=20, order=3))  # logsnr default
         assert type(s) is cls and s.num_steps == 20 and s.order == 3 and s.spacing == "logsnr"
         assert "order 3, 20 steps, logsnr" in sampler_description(s)
     default = build_sampler(DIFF, SampleConfig(sampler="unipc"))   # stride 10: 100 steps, order 2
     assert default.num_steps == 100 and default.order == 2
+    assert build_sampler(DIFF, SampleConfig(sampler="unipc", spacing="trailing")).spacing == "trailing"
+    ddim = build_sampler(DIFF, SampleConfig(sampler="ddim", num_steps=10, spacing="trailing"))
+    assert [t for t, _ in ddim.steps][::-1] == list(range(99, 1000, 100))
     with pytest.raises(ValueError, match="order"):
         DPMSolverPPSampler(DIFF, num_steps=10, order=4)
 
@@ -174,5 +177,4 @@ def test_bad_solver_settings_are_one_line_errors(tmp_path):
     assert proc.stderr.startswith("error: sample.skip='cosine' is not known")
     assert "logsnr" in proc.stderr and "Traceback" not in proc.stderr
     # a stride means the same number of steps for every spacing
-    assert build_sampler(DIFF, SampleConfig(sampler="dpm_solver++", stride=50,
-                                            skip="logsnr")).num_steps == 20
+    assert build_sampler(DIFF, SampleConfig(sampler="dpm_solver++", stride=50)).num_steps == 20
