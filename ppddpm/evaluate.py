@@ -171,6 +171,8 @@ def _generate_for_eval(args, cfg: Config):
             "pretrained_bytes": os.path.getsize(args.pretrained_path), "sampler": desc,
             "respacing": s.respacing, "skip": s.skip if s.sampler == "ddim" else None,
             "clip_denoised": s.clip_denoised, "seed": s.seed, "shape": list(shape)}
+    if s.spacing is not None:   # (absent otherwise, so earlier finished evals stay valid)
+        meta["spacing"] = s.spacing
     base = os.path.join(s.sample_dir, f"{s.sample_postfix}_eval")
     path = f"{base}{n}.npz"
     info = {"checkpoint": args.pretrained_path,
