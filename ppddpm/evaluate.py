@@ -370,36 +370,11 @@ chunk_files, open_partial = _chunk_files, _open_partial   # shared with likeliho
 def run_bpd(args, cfg: Config) -> None:
     """The bound of every test image (up to --num_samples), resumable and distributed."""
     from .cli import _sampling_setup
-    from .likelihood import bpd_resumable, summary, test_images, write_summary
-    from .train import dist
+    from .likelihood import evaluate_bpd
 
     if not args.pretrained_path:
         raise CheckpointError("--metrics bpd needs --pretrained_path (the model to evaluate)")
-    model, sampler, shape, _ = _sampling_setup(args, cfg)
-    if tuple(getattr(model, "data_range", (-1.0, 1.0))) != (-1.0, 1.0):
-        raise ConfigError("bits/dim needs a model of [-1, 1] data; this network works on "
-                          f"{tuple(model.data_range)} (an original-reproduction file)")
-    get, total, split = test_images(cfg.data)
-    n, s = min(args.num_samples, total), cfg.sample
-    diffusion = sampler.diffusion
-    meta = {"pretrained_path": os.path.abspath(args.pretrained_path),
-            "pretrained_bytes": os.path.getsize(args.pretrained_path), "split": split,
-            "timesteps": diffusion.num_timesteps, "var_type": diffusion.var_type.value,
-            "clip_denoised": s.clip_denoised, "seed": s.seed}
-    base = os.path.join(s.sample_dir, f"{s.sample_postfix}_bpd")
-    _say(args, f"bits/dim of {n} images of {split} under {args.pretrained_path} "
-               f"(T = {diffusion.num_timesteps})")
-    per_image = bpd_resumable(diffusion, model, get, n, s.batchsize or cfg.train.batchsize,
-                              s.seed, base + ".partial", meta, s.clip_denoised,
-                              progress=not args.quiet)
-    if per_image is None:
-        return
-    result = summary(per_image, dict(meta, checkpoint=args.pretrained_path,
-                                     checkpoint_iteration=checkpoint_iteration(args.pretrained_path)))
-    out = args.eval_out or os.path.join(s.sample_dir, f"bpd_{s.sample_postfix}_{n}.json")
-    write_summary(out, result)
-    shutil.rmtree(base + ".partial", ignore_errors=True)
-    _say(args, f"NLL <= {result['bpd']:.4f} bits/dim (± {result['bpd_stderr'] or 0:.4f}; prior "
-               f"{result['prior_bpd']:.4f}, decoder {result['decoder_bpd']:.4f}; {n} images of "
-               f"{split})")
-    _say(args, f"wrote {out}")
+    model, sampler, _, _ = _sampling_setup(args, cfg)
+    evaluate_bpd(model, sampler.diffusion, cfg, args.pretrained_path, args.num_samples,
+                 args.eval_out, checkpoint_iteration(args.pretrained_path),
+                 progress=not args.quiet, say=lambda m: _say(args, m))

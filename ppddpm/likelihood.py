@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -116,3 +117,33 @@ def summary(per_image: np.ndarray, info: dict) -> dict:
 def write_summary(path: str, result: dict) -> None:
     text = json.dumps(result, indent=2)
     atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def evaluate_bpd(model, diffusion, cfg, pretrained_path: str, num_images: int,
+                 out_path: Optional[str] = None, iteration: Optional[int] = None,
+                 progress: bool = True, say: Callable[[str], None] = print) -> Optional[dict]:
+    """--mode eval --metrics bpd: the JSON summary (written by rank 0, which returns it)."""
+    if tuple(getattr(model, "data_range", (-1.0, 1.0))) != (-1.0, 1.0):
+        raise ConfigError("bits/dim needs a model of [-1, 1] data; this network works on "
+                          f"{tuple(model.data_range)} (an original-reproduction file)")
+    get, total, split = test_images(cfg.data)
+    n, s = min(num_images, total), cfg.sample
+    meta = {"pretrained_path": os.path.abspath(pretrained_path),
+            "pretrained_bytes": os.path.getsize(pretrained_path), "split": split,
+            "timesteps": diffusion.num_timesteps, "var_type": diffusion.var_type.value,
+            "clip_denoised": s.clip_denoised, "seed": s.seed}
+    base = os.path.join(s.sample_dir, f"{s.sample_postfix}_bpd")
+    say(f"bits/dim of {n} images of {split} under {pretrained_path} (T = {diffusion.num_timesteps})")
+    per_image = bpd_resumable(diffusion, model, get, n, s.batchsize or cfg.train.batchsize,
+                              s.seed, base + ".partial", meta, s.clip_denoised, progress)
+    if per_image is None:
+        return None
+    result = summary(per_image, dict(meta, checkpoint=pretrained_path,
+                                     checkpoint_iteration=iteration))
+    out = out_path or os.path.join(s.sample_dir, f"bpd_{s.sample_postfix}_{n}.json")
+    write_summary(out, result)
+    shutil.rmtree(base + ".partial", ignore_errors=True)
+    say(f"NLL <= {result['bpd']:.4f} bits/dim (± {result['bpd_stderr'] or 0:.4f}; prior "
+        f"{result['prior_bpd']:.4f}, decoder {result['decoder_bpd']:.4f}; {n} images of {split})")
+    say(f"wrote {out}")
+    return result
