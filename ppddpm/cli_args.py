@@ -66,11 +66,13 @@ CONFIG_FLAGS = {
     "num_images": ("sample.num_images", str, "N-R-C: N images in a grid of R rows and C columns "
                    "(N must equal R*C), e.g. 64-8-8 or 400-20-20; or just N (see --nrow)"),
     "sample_postfix": ("sample.sample_postfix", str, "samples go to {sample_dir}/sample_{postfix}.png"),
-    "sampler": ("sample.sampler", str, "ddpm (ancestral) | ddim"),
+    "sampler": ("sample.sampler", str, "ddpm (ancestral) | ddim | dpm_solver++ | dpm_solver | "
+                "unipc (fast ODE solvers: README 'Fast samplers')"),
     "stride": ("sample.stride", int, "DDIM: use every stride-th timestep (1000/10 = 100 steps)"),
     "ddim_steps": ("sample.num_steps", int, "DDIM: number of steps (instead of --stride)"),
     "eta": ("sample.eta", float, "DDIM eta: 0 is deterministic, 1 matches DDPM's posterior variance"),
-    "skip": ("sample.skip", str, "DDIM timestep spacing: uniform | quadratic"),
+    "skip": ("sample.skip", str, "DDIM timestep spacing: uniform | quadratic (also linspace | "
+             "trailing | logsnr; --spacing overrides it)"),
     "respacing": ("sample.respacing", str, "DDPM on a subsequence: 'ddim50', '250' or '10,15,20'"),
     "sample_seed": ("sample.seed", int, "seed of the sampling noise (image i depends only on it and i)"),
     "clip_denoised": ("sample.clip_denoised", _bool, "clip the predicted x0 to the data range"),
@@ -84,6 +86,15 @@ CONFIG_FLAGS = {
                     "set's labels (sets model.num_classes from it)"),
     "p_uncond": ("train.p_uncond", float, "conditional training: probability that a label is "
                  "replaced by 'no label', which trains the unconditional half of guidance"),
+    "steps": ("sample.num_steps", int, "number of sampling steps (= network evaluations) of "
+              "ddim, dpm_solver++, dpm_solver and unipc; the same as --ddim_steps"),
+    "order": ("sample.order", int, "order of dpm_solver++ / dpm_solver / unipc: 1 (= DDIM), "
+              "2 (default) or 3; unipc's corrector adds one"),
+    "clipped_eps": ("sample.clipped_eps", _bool, "DDIM and the solvers: re-derive eps from the "
+                    "clipped x0 (improved-diffusion's DDIM) instead of keeping the model's eps"),
+    "spacing": ("sample.spacing", str, "timestep grid of ddim and the solvers: uniform (DDIM's) | "
+                "quadratic | linspace | trailing | logsnr (ppddpm/samplers/spacing.py); default: "
+                "--skip for ddim, logsnr for dpm_solver++ / dpm_solver / unipc"),
 }
 
 

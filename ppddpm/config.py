@@ -25,7 +25,8 @@ ARCHS = ("unet", "fpn", "legacy_unet", "legacy_fpn", "mlp")
 MEAN_TYPES = ("eps", "x0", "xprev")
 VAR_TYPES = ("fixed_small", "fixed_large", "learned", "learned_range")
 LOSS_TYPES = ("mse", "kl", "hybrid")
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "dpm_solver++", "dpm_solver", "unipc")
+SPACINGS = ("uniform", "quadratic", "linspace", "trailing", "logsnr")  # samplers/spacing.py
 
 
 @dataclass
@@ -111,6 +112,10 @@ class SampleConfig:
     seed: int = 0
     class_label: Optional[str] = None  # conditional models: index or name, a,b,c, or all
     guidance_scale: float = 0.0        # classifier-free guidance w (0: the conditional model)
+    order: Optional[int] = None       # dpm_solver++ / dpm_solver / unipc order (None: 2)
+    clipped_eps: bool = False         # DDIM and solvers: eps from the clipped x0 (improved-diffusion)
+    spacing: Optional[str] = None     # timestep grid of DDIM and the solvers; None: DDIM uses
+                                      # `skip`, the solvers logsnr (samplers/spacing.py)
 
 
 @dataclass
@@ -305,7 +310,11 @@ def validate(cfg: Config) -> None:
     _check_choice("diffusion.var_type", cfg.diffusion.var_type, VAR_TYPES)
     _check_choice("diffusion.loss_type", cfg.diffusion.loss_type, LOSS_TYPES)
     _check_choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
-    _check_choice("sample.skip", cfg.sample.skip, ("uniform", "quadratic"))
+    _check_choice("sample.skip", cfg.sample.skip, SPACINGS)
+    if cfg.sample.spacing is not None:
+        _check_choice("sample.spacing", cfg.sample.spacing, SPACINGS)
+    if cfg.sample.order is not None and not 1 <= cfg.sample.order <= 3:
+        raise ConfigError(f"sample.order must be 1, 2 or 3, got {cfg.sample.order}")
     _check_choice("train.lr_decay", cfg.train.lr_decay, ("constant", "linear"))
     _check_choice("train.timestep_sampler", cfg.train.timestep_sampler, ("uniform", "loss_aware"))
     _check_choice("train.amp", cfg.train.amp, ("off", "float16", "bfloat16"))

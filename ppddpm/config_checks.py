@@ -81,6 +81,7 @@ RANGES = {
     "sample.batchsize": AT_LEAST_1,
     "sample.sequence_every": AT_LEAST_1,
     "sample.seed": SEED,
+    "sample.order": Range(1, 3),                # dpm_solver++ / dpm_solver / unipc
     "sample.guidance_scale": AT_LEAST_0,        # 0: the plain conditional model
 }
 

@@ -213,7 +213,9 @@ class GaussianDiffusion:
         if clip_denoised:
             lo, hi = getattr(model, "data_range", (-1.0, 1.0))
             pred_x0 = pred_x0.clip(lo, hi)
-        if self.mean_type is MeanType.XPREV and not clip_denoised:
+        if self.mean_type is MeanType.XPREV:
+            # The network's x_{t-1} is the mean; clipping touches only the x0 prediction
+            # (DDPM sec. 3.2; Ho's and improved-diffusion's p_mean_variance).
             mean = mean_out
         else:
             mean, _, _ = self.q_posterior_mean_variance(pred_x0, x, t)

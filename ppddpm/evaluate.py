@@ -46,6 +46,10 @@ def add_eval_args(p) -> None:
                    help="eval: JSON file for the results (default: {sample_dir}/eval_*.json)")
     g.add_argument("--inception_batch", type=int, default=50,
                    help="images per Inception forward pass")
+    g.add_argument("--metrics", choices=("fid", "bpd"), default="fid",
+                   help="eval: fid (FID/IS/precision/recall/KID of samples) or bpd (the "
+                        "test-set negative log-likelihood bound in bits/dim of "
+                        "--pretrained_path, DDPM Table 2; ppddpm/likelihood.py)")
 
 
 def _say(args, message: str) -> None:
@@ -175,6 +179,8 @@ def _generate_for_eval(args, cfg: Config):
             "clip_denoised": s.clip_denoised, "seed": s.seed, "shape": list(shape)}
     if classes is not None:   # (unconditional runs keep their old meta, so their files stay valid)
         meta.update(classes=classes, guidance_scale=s.guidance_scale)
+    if s.spacing is not None:   # (absent otherwise, so earlier finished evals stay valid)
+        meta["spacing"] = s.spacing
     base = os.path.join(s.sample_dir, f"{s.sample_postfix}_eval")
     path = f"{base}{n}.npz"
     info = {"checkpoint": args.pretrained_path,
@@ -318,6 +324,8 @@ def run_eval(args, cfg: Config) -> None:
     from .train import dist
 
     dist.init_distributed()
+    if getattr(args, "metrics", "fid") == "bpd":
+        return run_bpd(args, cfg)
     weights_path = resolve_weights_path(args.inception_weights)   # fail before sampling
     ref = _early_reference(args, cfg, weights_path) if dist.is_main() else None
     if args.samples:
@@ -364,3 +372,20 @@ def _eval_name(args, cfg: Config) -> str:
     if args.samples:
         return f"eval_{os.path.splitext(os.path.basename(os.path.normpath(args.samples)))[0]}.json"
     return f"eval_{cfg.sample.sample_postfix}_{args.num_samples}.json"
+
+
+# -- bits/dim (--metrics bpd) ------------------------------------------------------
+chunk_files, open_partial = _chunk_files, _open_partial   # shared with likelihood.py
+
+
+def run_bpd(args, cfg: Config) -> None:
+    """The bound of every test image (up to --num_samples), resumable and distributed."""
+    from .cli import _sampling_setup
+    from .likelihood import evaluate_bpd
+
+    if not args.pretrained_path:
+        raise CheckpointError("--metrics bpd needs --pretrained_path (the model to evaluate)")
+    model, sampler, _, _ = _sampling_setup(args, cfg)
+    evaluate_bpd(model, sampler.diffusion, cfg, args.pretrained_path, args.num_samples,
+                 args.eval_out, checkpoint_iteration(args.pretrained_path),
+                 progress=not args.quiet, say=lambda m: _say(args, m))

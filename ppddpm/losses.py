@@ -106,13 +106,18 @@ def prior_bpd(diffusion, x0):
 
 
 @paddle.no_grad()
-def calc_bpd_loop(diffusion, model, x0, clip_denoised=True, model_kwargs=None, progress=False):
-    """The full variational bound in bits/dim, summing every term over all timesteps."""
+def calc_bpd_loop(diffusion, model, x0, clip_denoised=True, model_kwargs=None, progress=False,
+                  noise_fn=None):
+    """The full variational bound in bits/dim, summing every term over all timesteps.
+
+    ``noise_fn()``, if given, supplies the noise of each x_t (from t = T-1 down to 0)
+    instead of paddle.randn, e.g. per-image streams that make the result reproducible.
+    """
     N, T = x0.shape[0], diffusion.num_timesteps
     vb, x0_mse, eps_mse = [], [], []
     for step in tqdm(range(T - 1, -1, -1), disable=not progress, desc="bpd"):
         t = paddle.full([N], step, dtype="int64")
-        noise = paddle.randn(x0.shape, dtype=x0.dtype)
+        noise = noise_fn() if noise_fn is not None else paddle.randn(x0.shape, dtype=x0.dtype)
         xt = diffusion.q_sample(x0, t, noise=noise)
         out = vb_terms_bpd(diffusion, model, x0, xt, t, clip_denoised=clip_denoised,
                            model_kwargs=model_kwargs)

@@ -10,23 +10,38 @@ from .config import SampleConfig
 from .diffusion import GaussianDiffusion
 from .images import to_uint8
 from .respace import respace
-from .samplers import DDIMSampler, DDPMSampler, Sampler
+from .samplers import (DDIMSampler, DDPMSampler, DPMSolverPPSampler, DPMSolverSampler, Sampler,
+                       UniPCSampler)
+
+SOLVERS = {"dpm_solver++": DPMSolverPPSampler, "dpm_solver": DPMSolverSampler,
+           "unipc": UniPCSampler}
 
 
 def build_sampler(diffusion: GaussianDiffusion, cfg: SampleConfig) -> Sampler:
-    """DDPM (optionally on a respaced chain) or DDIM, as ``cfg`` says."""
+    """DDPM (optionally on a respaced chain), DDIM or an ODE solver, as ``cfg`` says."""
     if cfg.respacing:
         diffusion = respace(diffusion, cfg.respacing)
+    steps = dict(num_steps=cfg.num_steps) if cfg.num_steps else dict(stride=cfg.stride)
     if cfg.sampler == "ddim":
-        steps = dict(num_steps=cfg.num_steps) if cfg.num_steps else dict(stride=cfg.stride)
-        return DDIMSampler(diffusion, eta=cfg.eta, skip=cfg.skip,
-                           clip_denoised=cfg.clip_denoised, **steps)
+        return DDIMSampler(diffusion, eta=cfg.eta, skip=cfg.spacing or cfg.skip,
+                           clip_denoised=cfg.clip_denoised, clipped_eps=cfg.clipped_eps, **steps)
+    if cfg.sampler in SOLVERS:   # log-SNR grids: the best at few steps (benchmarks/RESULTS.md)
+        return SOLVERS[cfg.sampler](diffusion, spacing=cfg.spacing or "logsnr", order=cfg.order,
+                                    clip_denoised=cfg.clip_denoised,
+                                    clipped_eps=cfg.clipped_eps, **steps)
     return DDPMSampler(diffusion, clip_denoised=cfg.clip_denoised)
 
 
 def sampler_description(sampler: Sampler) -> str:
     if isinstance(sampler, DDIMSampler):
-        return f"DDIM, {sampler.num_steps} steps, eta {sampler.eta:g}"
+        eps = ", eps from clipped x0" if sampler.clipped_eps else ""
+        return f"DDIM, {sampler.num_steps} steps, eta {sampler.eta:g}{eps}"
+    if isinstance(sampler, tuple(SOLVERS.values())):
+        names = {DPMSolverPPSampler: "DPM-Solver++", DPMSolverSampler: "DPM-Solver",
+                 UniPCSampler: "UniPC"}
+        eps = ", eps from clipped x0" if sampler.clipped_eps else ""
+        return (f"{names[type(sampler)]} multistep order {sampler.order}, {sampler.num_steps} "
+                f"steps, {sampler.spacing} spacing{eps}")
     return f"DDPM ancestral, {sampler.num_steps} steps, {sampler.diffusion.var_type.value} variance"
 
 

@@ -132,3 +132,32 @@ def test_recursion_converges_to_data_and_few_steps_are_off():
         spaced_errors.append(abs(m_s - MU) + abs(v_s - S ** 2))
     assert all(a > b for a, b in zip(spaced_errors, spaced_errors[1:])), spaced_errors
     assert spaced_errors[-1] < 4e-3
+
+
+def test_ode_solvers_follow_the_exact_flow_of_gaussian_data():
+    """For N(mu, s^2) data the probability-flow ODE is x_t = sqrt(ab_t) mu + sqrt(v_t) z with
+    z fixed by x_T, so each start point has an exact end point (then the last step to the
+    data, x0_hat at t = 0, as every sampler takes it). The solvers converge to it at
+    second order or better, DDIM at first order (log-SNR grids: 10, 20, 40 steps)."""
+    from ppddpm.samplers import DPMSolverPPSampler, DPMSolverSampler, UniPCSampler
+    diffusion = GaussianDiffusion(BETAS, "eps", "fixed_small")
+    x_T = np.random.default_rng(0).standard_normal([16, 1, 2, 2]).astype(np.float32)
+    v = ABAR * S ** 2 + 1 - ABAR
+    z = (x_T.astype(np.float64) - np.sqrt(ABAR[-1]) * MU) / np.sqrt(v[-1])
+    P, Q = x0_affine(ABAR[0])
+    ref = P * (np.sqrt(ABAR[0]) * MU + np.sqrt(v[0]) * z) + Q
+
+    def error(sampler):
+        x = sampler.sample(OracleEps(), x_T.shape, noise=x_T, progress=False).numpy()
+        return np.abs(x - ref).max()
+
+    steps = (10, 20, 40)
+    ddim = [error(DDIMSampler(diffusion, num_steps=n, skip="logsnr", clip_denoised=False))
+            for n in steps]
+    assert 1.6 < ddim[0] / ddim[1] < 2.5 and 1.6 < ddim[1] / ddim[2] < 2.5, ddim
+    for cls, order in ((DPMSolverPPSampler, 2), (DPMSolverPPSampler, 3), (DPMSolverSampler, 2),
+                       (UniPCSampler, 2)):
+        errs = [error(cls(diffusion, num_steps=n, spacing="logsnr", order=order,
+                          clip_denoised=False)) for n in steps]
+        assert errs[1] / errs[2] > 3.0, (cls.__name__, order, errs)   # 4 for second order
+        assert errs[2] < ddim[2] / 5, (cls.__name__, order, errs, ddim)

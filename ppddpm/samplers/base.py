@@ -38,11 +38,13 @@ class Sampler:
     def num_steps(self) -> int:
         return len(self.steps)
 
+    def reset(self) -> None:
+        """Forget per-run state (a multistep solver's history); called by ``progressive``."""
+
     def step(self, model, x, t: int, t_prev: int, noise):
         """One reverse step from x_t to x_{t_prev}; ``t`` and ``t_prev`` are plain ints."""
         raise NotImplementedError
 
-    @paddle.no_grad()
     def progressive(self, model, shape: Sequence[int], every: int = 1, seed: int = 0,
                     index_offset: int = 0, noise: Optional[paddle.Tensor] = None,
                     progress: bool = False, y=None, guidance_scale: float = 0.0) -> Iterator[dict]:
@@ -56,15 +58,20 @@ class Sampler:
         """
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
+        self.reset()
         N = int(shape[0])
         model = with_labels(model, y, guidance_scale)   # every step calls model(x, t)
-        stream = NoiseStream(seed, range(index_offset, index_offset + N), shape[1:])
+        stream = NoiseStream(seed, range(index_offset, index_offset + N), shape[1:],
+                             max_draws=len(self.steps) + 1)
         x = stream.next()
         if noise is not None:
             x = paddle.to_tensor(noise, dtype="float32")
         bar = tqdm(self.steps, desc=type(self).__name__, disable=not progress, leave=False)
         for i, (t, t_prev) in enumerate(bar):
-            x, pred_x0 = self.step(model, x, t, t_prev, stream.next())
+            # no_grad around each step only: a generator suspended (or abandoned) inside a
+            # no_grad context would leave gradients off for the whole process meanwhile.
+            with paddle.no_grad():
+                x, pred_x0 = self.step(model, x, t, t_prev, stream.next())
             if (i + 1) % every == 0 or i + 1 == len(self.steps):
                 yield {"t": t_prev, "x": to_unit_range(x, model),
                        "pred_x0": to_unit_range(pred_x0, model)}

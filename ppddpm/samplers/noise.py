@@ -8,7 +8,7 @@ low; numpy fills a chunk in the same order as separate draws, so chunking change
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import paddle
@@ -17,11 +17,16 @@ CHUNK_BYTES = 64 << 20  # at most this much pre-drawn noise per batch
 
 
 class NoiseStream:
-    def __init__(self, seed: int, indices: Sequence[int], image_shape: Sequence[int]):
+    def __init__(self, seed: int, indices: Sequence[int], image_shape: Sequence[int],
+                 max_draws: Optional[int] = None):
+        """``max_draws``: how many draws the run will take at most (x_T and one per step);
+        chunks are never larger, so small images do not pre-draw 64 MiB of unused noise."""
         self.image_shape = tuple(int(s) for s in image_shape)
         self.rngs = [np.random.default_rng([int(seed), int(i)]) for i in indices]
         per_draw = int(np.prod(self.image_shape)) * 4 * max(1, len(self.rngs))
         self.chunk = max(1, CHUNK_BYTES // per_draw)
+        if max_draws is not None:
+            self.chunk = max(1, min(self.chunk, int(max_draws)))
         self._buffer = None
         self._pos = 0
 

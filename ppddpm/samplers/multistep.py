@@ -1,0 +1,133 @@
+"""What the multistep ODE solvers share: the grid, the per-run history of model outputs,
+the order schedule and the exponential-integrator weights.
+
+The probability-flow ODE of a VP diffusion, written in lambda = log(alpha / sigma), has an
+exactly integrable linear part (DPM-Solver eq. 3.4; DPM-Solver++ eq. 8):
+
+  data prediction:  x_t = (sigma_t / sigma_s) x_s + alpha_t int_{l_s}^{l_t} e^{l} x0(l) dl / e^{l_t}
+  noise prediction: x_t = (alpha_t / alpha_s) x_s - sigma_t int_{l_s}^{l_t} e^{-l} eps(l) dl * e^{l_t}
+
+A k-th order multistep method replaces x0(l) (or eps(l)) by the polynomial through the last
+k model outputs and integrates it exactly; the weights of those outputs are scalars,
+computed here in float64.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from .base import Sampler
+from .continuous import LogSNRTable, model_predictions
+from .spacing import timestep_grid
+
+
+def phi_increments(h: float, order: int, data_prediction: bool) -> np.ndarray:
+    """int_0^h e^{-(h-u)} u^k / k! du (data) or int_0^h e^{h-u} u^k / k! du (noise), k < order.
+
+    Both are sum_i (-+1)^i h^(k+1+i) / (k+1+i)!, summed as a series for small h (no
+    cancellation) and by the recursion psi_k = h^k/k! - psi_{k-1} (chi_k = chi_{k-1} - h^k/k!)
+    from psi_0 = 1 - e^{-h} (chi_0 = e^h - 1) otherwise.
+    """
+    sign = -1.0 if data_prediction else 1.0
+    out = np.zeros(order)
+    if h < 1.0:
+        for k in range(order):
+            out[k] = sum(sign ** i * h ** (k + 1 + i) / math.factorial(k + 1 + i) for i in range(30))
+        return out
+    out[0] = -math.expm1(-h) if data_prediction else math.expm1(h)
+    for k in range(1, order):
+        term = h ** k / math.factorial(k)
+        out[k] = term - out[k - 1] if data_prediction else out[k - 1] - term
+    return out
+
+
+def interpolant_weights(offsets: Sequence[float], h: float, data_prediction: bool,
+                        midpoint: bool = False) -> np.ndarray:
+    """Weights w_j of the stored outputs m_j at lambda_s + offsets[j] (offsets[0] = 0, then
+    negative, newest first): the update's integral equals sum_j w_j m_j.
+
+    The polynomial through the points has Taylor coefficients c = V^-1 m at lambda_s, with
+    V[j, k] = u_j^k / k!, so w = V^-T phi. With ``midpoint`` and two points, the first
+    derivative term uses DPM-Solver++ Algorithm 2's form phi_0 * h / 2 instead of phi_1
+    (the same second order; the papers' 2M).
+    """
+    u = np.asarray(offsets, dtype=np.float64)
+    k = len(u)
+    phi = phi_increments(h, k, data_prediction)
+    if k == 1:
+        return phi[:1]
+    if midpoint and k == 2:
+        phi = np.array([phi[0], phi[0] * h / 2.0])
+    V = np.array([[u_j ** i / math.factorial(i) for i in range(k)] for u_j in u])
+    return np.linalg.solve(V.T, phi)
+
+
+class MultistepSolver(Sampler):
+    """Base of the multistep solvers: ``steps`` from a timestep grid, a per-run history
+    reset by ``progressive()``, model outputs as (x0, eps) via ``model_predictions``.
+
+    ``order``: the highest order used. The first steps use lower orders (not enough
+    history yet), the last step to the data is first order (lambda = +inf there), and
+    with fewer than 15 steps the one before it is at most second order ("lower order
+    final", DPM-Solver++ sec. 6, which stabilises few-step sampling).
+    """
+
+    max_order = 3
+    default_order = 2
+
+    def __init__(self, diffusion, num_steps: Optional[int] = None, stride: Optional[int] = None,
+                 spacing: str = "uniform", order: Optional[int] = None,
+                 timesteps: Optional[Sequence[int]] = None, clip_denoised: bool = True,
+                 clipped_eps: bool = False, model_kwargs=None):
+        super().__init__(clip_denoised, model_kwargs)
+        order = self.default_order if order is None else int(order)
+        if not 1 <= order <= self.max_order:
+            raise ValueError(f"{type(self).__name__} order must be in [1, {self.max_order}], "
+                             f"got {order}")
+        self.diffusion = diffusion
+        self.order = order
+        self.spacing = spacing
+        self.clipped_eps = bool(clipped_eps)
+        if timesteps is not None:
+            seq = sorted({int(t) for t in timesteps})
+        else:
+            if num_steps is None and stride is None:
+                raise ValueError("give num_steps (or a stride)")
+            seq = timestep_grid(diffusion.alphas_cumprod, num_steps, spacing,
+                                stride=stride if num_steps is None else None)
+        prev = [-1] + seq[:-1]
+        self.steps = list(zip(seq[::-1], prev[::-1]))
+        self.table = LogSNRTable(diffusion.alphas_cumprod)
+        self.reset()
+
+    def reset(self) -> None:
+        self.history: List[tuple] = []   # (t, output tensor), newest last
+
+    def predictions(self, model, x, t: int):
+        return model_predictions(self.diffusion, model, x, t, self.clip_denoised,
+                                 self.clipped_eps, self.model_kwargs)
+
+    def order_now(self) -> int:
+        """The order of the update about to be taken (history already holds this step)."""
+        i = len(self.history) - 1                  # index of this step in self.steps
+        remaining = len(self.steps) - i
+        order = min(self.order, len(self.history))
+        if remaining == 1:
+            return 1
+        if remaining == 2 and len(self.steps) < 15:
+            return min(order, 2)
+        return order
+
+    def push(self, t: int, output) -> None:
+        self.history.append((t, output))
+        del self.history[:-self.max_order]
+
+    def combine(self, coefs, tensors):
+        out = None
+        for c, v in zip(coefs, tensors):
+            if c == 0.0:
+                continue
+            out = float(c) * v if out is None else out + float(c) * v
+        return out
