@@ -380,12 +380,13 @@ chunk_files, open_partial = _chunk_files, _open_partial   # shared with likeliho
 
 def run_bpd(args, cfg: Config) -> None:
     """The bound of every test image (up to --num_samples), resumable and distributed."""
-    from .cli import _sampling_setup
+    from .cli import sampling_setup
     from .likelihood import evaluate_bpd
 
     if not args.pretrained_path:
         raise CheckpointError("--metrics bpd needs --pretrained_path (the model to evaluate)")
-    model, sampler, _, _ = _sampling_setup(args, cfg)
+    setup = sampling_setup(args, cfg)
+    model, sampler = setup.model, setup.sampler
     evaluate_bpd(model, sampler.diffusion, cfg, args.pretrained_path, args.num_samples,
                  args.eval_out, checkpoint_iteration(args.pretrained_path),
                  progress=not args.quiet, say=lambda m: _say(args, m))
