@@ -34,8 +34,14 @@ _NORM_OPS = ("1.group_norm", "1.instance_norm")
 
 def missing_packages() -> List[str]:
     """The packages of the onnx extra that cannot be imported (empty when all are there)."""
-    import importlib.util
-    return [m for m in ("onnxruntime", "paddle2onnx", "onnx") if importlib.util.find_spec(m) is None]
+    import importlib
+    missing = []
+    for name in ("onnxruntime", "paddle2onnx", "onnx"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
 
 
 def available() -> bool:

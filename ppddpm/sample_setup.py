@@ -55,5 +55,7 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
     except ValueError as exc:
         raise ConfigError(f"sampler settings: {exc}") from None
     shape = image_shape(file_cfg.model)
-    model = make_engine(model, choose_engine_kind(engine, shape), image_shape=shape)
+    # keep_model=False: the engine holds the weights, so the dygraph copy is freed
+    model = make_engine(model, choose_engine_kind(engine, shape), image_shape=shape,
+                        keep_model=False)
     return SamplingSetup(model, sampler, shape, grid, file_cfg)
