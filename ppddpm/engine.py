@@ -132,14 +132,30 @@ def model_files(folder: str):
     return None
 
 
-def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) -> None:
-    """``paddle.jit.save`` an eval-mode copy of ``model`` (batch dimension dynamic) into ``folder``.
+class _Traced(paddle.nn.Layer):
+    """``net`` recorded by running its Python once in static mode (tracing), without
+    dy2static's source-to-source conversion of every forward: that conversion took 90% of an
+    export (about 20 of 21 s for a 650K-parameter UNet on the loaded 2-core machine, against
+    1.5 s traced). The networks' control flow depends on shapes and arguments only, never on
+    tensor values; a network whose forward needs them fails to export, and the check against the dynamic graph
+    catches any wrong export."""
 
-    The copy keeps the caller's network untouched (jit.save converts the forward it is given).
-    """
+    def __init__(self, net: paddle.nn.Layer):
+        super().__init__()
+        self.net = net
+
+    @paddle.jit.not_to_static
+    def forward(self, x, t, y=None):
+        return self.net(x, t) if y is None else self.net(x, t, y)
+
+
+def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) -> None:
+    """``paddle.jit.save`` an eval-mode copy of ``model`` (batch dimension dynamic), traced,
+    into ``folder``. The copy keeps the caller's network untouched."""
     net = copy.deepcopy(model)
     net.eval()
-    paddle.jit.save(net, os.path.join(folder, "model"), input_spec=_input_spec(image_shape, with_labels))
+    paddle.jit.save(_Traced(net), os.path.join(folder, "model"),
+                    input_spec=_input_spec(image_shape, with_labels))
     if model_files(folder) is None:
         raise EngineError(f"paddle.jit.save wrote no model file into {folder}")
 
@@ -275,7 +291,7 @@ class InferenceModel:
         if was_training:
             self.model.train()
         err = np.abs(got - want) - (VERIFY_ATOL + VERIFY_RTOL * np.abs(want))
-        if got.shape != want.shape or err.max() > 0:
+        if got.shape != want.shape or not np.all(err <= 0):   # NaN fails too
             shutil.rmtree(folder, ignore_errors=True)
             self._predictor = None
             raise EngineError(f"the exported network disagrees with the dynamic graph (max "

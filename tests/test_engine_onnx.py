@@ -62,7 +62,11 @@ def test_group_norm_epsilon_is_repaired_and_a_wrong_export_is_rejected(unet, eng
            for a in n.attribute if a.name == "epsilon"]
     norms = [m for m in unet.sublayers() if isinstance(m, paddle.nn.GroupNorm)]
     assert len(eps) == len(norms) and np.allclose(eps, 1e-6, rtol=1e-6, atol=0)
-    monkeypatch.setattr(engine_onnx, "repair_norm_epsilons", lambda model, epsilons: 0)
+    # paddle2onnx's own values are garbage (0, 1e21, -3e34, ...); a negative one gives NaN,
+    # which the check must refuse as well as a wrong number
+    real = engine_onnx.repair_norm_epsilons
+    monkeypatch.setattr(engine_onnx, "repair_norm_epsilons",
+                        lambda model, epsilons: real(model, [-1e30] * len(epsilons)))
     with pytest.raises(EngineError, match="disagrees with the dynamic graph"):
         engine_onnx.OnnxModel(tiny(seed=5)[0], SHAPE, cache_dir=str(tmp_path / "bad"), threads=1)
     assert [f for f in os.listdir(tmp_path / "bad") if not f.startswith(".")] == []
