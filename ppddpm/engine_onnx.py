@@ -6,9 +6,9 @@ against the dynamic graph, the cache and the call are ``engine.InferenceModel``'
 only writes ``model.onnx``, opens the session and runs it.
 
 paddle2onnx 2.1 writes each ``group_norm`` of a Paddle 3.3 PIR program as Reshape +
-InstanceNormalization + Reshape, but reads the op's float64 ``epsilon`` attribute wrongly
-(the InstanceNormalization gets epsilon 1.0 or another wrong value, and outputs are off by
-about 0.15). ``repair_norm_epsilons`` writes the program's own epsilons back, in program order.
+InstanceNormalization + Reshape, but reads the op's float64 ``epsilon`` attribute as garbage
+(0, 1.0, 1e21, -3e34, ...: outputs off by 0.15, or NaN). ``fix_norm_epsilons`` retypes the
+attribute as float32 in the program before the conversion, and the epsilon comes out right.
 
 Needs the ``onnx`` extra: ``pip install "ppddpm[onnx]"`` (onnxruntime, paddle2onnx, onnx).
 """
@@ -55,42 +55,33 @@ def require() -> None:
 
 
 # -- conversion ------------------------------------------------------------------------------
-def program_norm_epsilons(graph_json: str) -> List[float]:
-    """The ``epsilon`` of every group_norm / instance_norm op of a PIR ``model.json``, in
-    program order (the order paddle2onnx writes their InstanceNormalization nodes in)."""
+def fix_norm_epsilons(graph_json: str) -> int:
+    """Retype the float64 ``epsilon`` of every norm op in a PIR ``model.json`` as float32,
+    which paddle2onnx 2.1 reads correctly (it reads a float64 one as garbage). The value is
+    unchanged up to float32 rounding, which is what the runtime computes in anyway. Returns
+    how many attributes were retyped."""
     with open(graph_json) as f:
         program = json.load(f)
-    found = []
+    count = 0
 
     def walk(node):
+        nonlocal count
         if isinstance(node, dict):
             if node.get("#") in _NORM_OPS:
-                eps = [a["AT"]["D"] for a in node.get("A", []) if a.get("N") == "epsilon"]
-                found.append(float(eps[0]) if eps else 1e-5)
+                for attr in node.get("A", []):
+                    if attr.get("N") == "epsilon" and attr["AT"].get("#") == "0.a_f64":
+                        attr["AT"]["#"] = "0.a_f32"
+                        count += 1
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
             for value in node:
                 walk(value)
     walk(program)
-    return found
-
-
-def repair_norm_epsilons(model, epsilons: List[float]) -> int:
-    """Set the epsilon of the k-th InstanceNormalization of ``model`` (an onnx ModelProto) to
-    ``epsilons[k]``; returns how many were set. The counts must match."""
-    nodes = [n for n in model.graph.node if n.op_type == "InstanceNormalization"]
-    if len(nodes) != len(epsilons):
-        raise EngineError(f"paddle2onnx wrote {len(nodes)} InstanceNormalization nodes for "
-                          f"{len(epsilons)} normalisation ops; cannot repair their epsilons")
-    for node, eps in zip(nodes, epsilons):
-        attrs = [a for a in node.attribute if a.name == "epsilon"]
-        if attrs:
-            attrs[0].f = eps
-        else:
-            import onnx
-            node.attribute.append(onnx.helper.make_attribute("epsilon", eps))
-    return len(nodes)
+    if count:
+        with open(graph_json, "w") as f:
+            json.dump(program, f, separators=(",", ":"))
+    return count
 
 
 @contextlib.contextmanager
@@ -114,18 +105,16 @@ def _silenced():
 
 
 def convert(paddle_dir: str, onnx_path: str) -> None:
-    """paddle2onnx (in-process, no constant folding: ONNX Runtime folds at load time) of the
-    ``engine.export`` in ``paddle_dir``, with the norm epsilons repaired, to ``onnx_path``."""
-    import onnx
+    """paddle2onnx, in-process, of the ``engine.export`` in ``paddle_dir`` (norm epsilons
+    fixed first) to ``onnx_path``. No constant folding here: ONNX Runtime folds at load."""
     import paddle2onnx
     graph, params = _engine.model_files(paddle_dir)
+    fix_norm_epsilons(graph)
     with _silenced():   # its C++ core prints "[Paddle2ONNX] ..." lines on every export
         raw = paddle2onnx.export(graph, params, None, opset_version=OPSET,
                                  enable_onnx_checker=False, verbose=False)
-    model = onnx.load_model_from_string(raw)
-    del raw
-    repair_norm_epsilons(model, program_norm_epsilons(graph))
-    onnx.save_model(model, onnx_path)
+    with open(onnx_path, "wb") as f:
+        f.write(raw)
 
 
 class OnnxModel(InferenceModel):

@@ -52,21 +52,29 @@ def test_forward_and_samples_match_the_dynamic_graph(unet, engine):
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
-def test_group_norm_epsilon_is_repaired_and_a_wrong_export_is_rejected(unet, engine, tmp_path,
-                                                                      monkeypatch):
-    """paddle2onnx 2.1 reads group_norm's epsilon wrongly; the export takes it from the
-    program. Without the repair the check against the dynamic graph must refuse the export."""
+def test_group_norm_epsilon_is_fixed_and_a_wrong_export_is_rejected(unet, engine, tmp_path,
+                                                                    monkeypatch):
+    """paddle2onnx 2.1 reads group_norm's float64 epsilon as garbage; retyped as float32 in the
+    program it comes out right. A wrong epsilon must be refused by the check against the
+    dynamic graph, including a negative one that makes the outputs NaN."""
+    import json
     import onnx
     graph = onnx.load(os.path.join(engine.path, engine_onnx.ONNX_FILE))
     eps = [a.f for n in graph.graph.node if n.op_type == "InstanceNormalization"
            for a in n.attribute if a.name == "epsilon"]
     norms = [m for m in unet.sublayers() if isinstance(m, paddle.nn.GroupNorm)]
     assert len(eps) == len(norms) and np.allclose(eps, 1e-6, rtol=1e-6, atol=0)
-    # paddle2onnx's own values are garbage (0, 1e21, -3e34, ...); a negative one gives NaN,
-    # which the check must refuse as well as a wrong number
-    real = engine_onnx.repair_norm_epsilons
-    monkeypatch.setattr(engine_onnx, "repair_norm_epsilons",
-                        lambda model, epsilons: real(model, [-1e30] * len(epsilons)))
+
+    def negative_epsilons(graph_json):
+        with open(graph_json) as f:
+            text = f.read()
+        bad = text.replace('{"#":"0.a_f64","D":1e-06},"N":"epsilon"',
+                           '{"#":"0.a_f32","D":-1e+30},"N":"epsilon"')
+        assert bad != text
+        with open(graph_json, "w") as f:
+            f.write(bad)
+        json.loads(bad)
+    monkeypatch.setattr(engine_onnx, "fix_norm_epsilons", negative_epsilons)
     with pytest.raises(EngineError, match="disagrees with the dynamic graph"):
         engine_onnx.OnnxModel(tiny(seed=5)[0], SHAPE, cache_dir=str(tmp_path / "bad"), threads=1)
     assert [f for f in os.listdir(tmp_path / "bad") if not f.startswith(".")] == []
