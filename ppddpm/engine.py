@@ -150,12 +150,19 @@ class _Traced(paddle.nn.Layer):
 
 
 def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) -> None:
-    """``paddle.jit.save`` an eval-mode copy of ``model`` (batch dimension dynamic), traced,
-    into ``folder``. The copy keeps the caller's network untouched."""
+    """``paddle.jit.save`` an eval-mode copy of ``model`` (batch dimension dynamic) into
+    ``folder``: traced, or, where tracing fails (a forward that reshapes with ``x.shape[0]``,
+    which is -1 while tracing, as the toy MLP does), converted by dy2static. The copy keeps the
+    caller's network untouched."""
     net = copy.deepcopy(model)
     net.eval()
-    paddle.jit.save(_Traced(net), os.path.join(folder, "model"),
-                    input_spec=_input_spec(image_shape, with_labels))
+    spec, path = _input_spec(image_shape, with_labels), os.path.join(folder, "model")
+    try:
+        paddle.jit.save(_Traced(net), path, input_spec=spec)
+    except Exception:
+        for name in os.listdir(folder):
+            os.remove(os.path.join(folder, name))
+        paddle.jit.save(net, path, input_spec=spec)
     if model_files(folder) is None:
         raise EngineError(f"paddle.jit.save wrote no model file into {folder}")
 
