@@ -134,6 +134,20 @@ def test_auto_prefers_onnxruntime_and_falls_back_to_the_predictor(unet, engine, 
         make_engine(unet, "onnxruntime", image_shape=SHAPE, cache_dir=cache, threads=1)
 
 
+def test_auto_rule_by_size(monkeypatch):
+    from ppddpm.sample_setup import SMALL_MODEL_PARAMS, choose_engine_kind
+    cifar, small = 35_700_000, 651_041
+    for shape, params in (([3, 32, 32], cifar), ([1, 16, 16], small), ([2, 1, 1], 40_000)):
+        assert choose_engine_kind("auto", shape, params) == "auto"   # ONNX Runtime first
+        assert choose_engine_kind("inference", shape, params) == "inference"
+    monkeypatch.setattr(engine_onnx, "missing_packages", lambda: ["onnxruntime"])
+    assert choose_engine_kind("auto", [3, 32, 32], cifar) == "auto"          # the predictor
+    assert choose_engine_kind("auto", [1, 16, 16], small) == "dygraph"
+    assert choose_engine_kind("auto", [1, 16, 16], SMALL_MODEL_PARAMS) == "auto"
+    assert choose_engine_kind("auto", [2, 1, 1], 40_000) == "dygraph"
+    assert choose_engine_kind("onnxruntime", [2, 1, 1], 40_000) == "onnxruntime"
+
+
 def test_cli_without_the_extra_says_how_to_install_it(tmp_path):
     from ppddpm.config import Config
     from ppddpm.pretrained import save_inference_file
