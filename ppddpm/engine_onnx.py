@@ -149,6 +149,8 @@ class OnnxModel(InferenceModel):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3   # no optimiser warnings on stderr
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":   # shared machines
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(os.path.join(folder, ONNX_FILE), opts,
                                        providers=["CPUExecutionProvider"])
         self._names = [i.name for i in session.get_inputs()]
