@@ -149,7 +149,9 @@ class OnnxModel(InferenceModel):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3   # no optimiser warnings on stderr
-        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":   # shared machines
+        # Idle pool threads sleep instead of spinning unless OMP_WAIT_POLICY=ACTIVE: on a
+        # shared machine spinning threads steal the cores the work needs (as torch's do).
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() != "ACTIVE":
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(os.path.join(folder, ONNX_FILE), opts,
                                        providers=["CPUExecutionProvider"])
