@@ -45,6 +45,8 @@ def main():
                    help="skip the per-evaluation measurements")
     p.add_argument("--process", action="store_true", help="also time whole processes")
     p.add_argument("--process_reps", type=int, default=2)
+    p.add_argument("--process_cases", default="cifar:16:16:10,small:500:500:50,cifar:64:64:3",
+                   help="arch:images:batch:DDIM steps, comma-separated")
     p.add_argument("--ddim", action="store_true", help="also time in-process DDIM sampling")
     p.add_argument("--ddim_frameworks", default="ppddpm-onnx,diffusers")
     p.add_argument("--ddim_reps", type=int, default=2)
@@ -107,16 +109,13 @@ def run(args, cache):
         save_json(args.json, raw)
 
 
-# (arch, images, batch, DDIM steps): the issue's three whole-process cases
-PROCESS_CASES = (("cifar", 16, 16, 10), ("small", 500, 500, 50), ("cifar", 64, 64, 3))
-
-
 def run_processes(args):
     """Whole processes, rounds alternating: ppddpm first call (empty engine cache), ppddpm
     warm call (cache kept from its first call), diffusers with both OpenMP wait policies."""
     out = {}
     script = os.path.join(HERE, "whole_process.py")
-    for arch, n, batch, steps in PROCESS_CASES:
+    cases = [c.split(":") for c in args.process_cases.split(",")]
+    for arch, n, batch, steps in ((a, int(n), int(b), int(k)) for a, n, b, k in cases):
         work = tempfile.mkdtemp(prefix="ppddpm-bench-process-")
         try:
             for fw in ("ppddpm", "diffusers"):
