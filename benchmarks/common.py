@@ -21,7 +21,9 @@ PYTHONS = {
     "ppddpm-dygraph": _py("PPDDPM_PYTHON", "/work/venv/bin/python") or sys.executable,
     "ppddpm-dp2": _py("PPDDPM_PYTHON", "/work/venv/bin/python") or sys.executable,
     "ppddpm-static": _py("PPDDPM_PYTHON", "/work/venv/bin/python") or sys.executable,
+    "ppddpm-onnx": _py("PPDDPM_PYTHON", "/work/venv/bin/python") or sys.executable,
     "diffusers": _py("PEER_TORCH_PYTHON", "/work/venv-ref/bin/python"),
+    "diffusers-passive": _py("PEER_TORCH_PYTHON", "/work/venv-ref/bin/python"),
     "ppdiffusers": _py("PEER_PPDIFF_PYTHON", "/work/venv-ppdiff/bin/python"),
 }
 
@@ -41,6 +43,8 @@ def run_worker(framework, task, threads, paddle_omp, timeout=3600, **kw):
     # ppddpm trains on as many threads as torch (ppddpm.threads.use_compute_threads, what
     # its CLI does); ppdiffusers keeps paddle_omp (Paddle's default 1, its fastest setting).
     env["OMP_NUM_THREADS"] = str(paddle_omp if framework == "ppdiffusers" else threads)
+    if framework == "diffusers-passive":   # idle OpenMP threads sleep instead of spinning
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     if framework == "ppddpm-static":   # oneDNN kernels in the static program; its own threads
         env.update(FLAGS_use_mkldnn="1", OMP_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
@@ -52,6 +56,20 @@ def run_worker(framework, task, threads, paddle_omp, timeout=3600, **kw):
             return out
     tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
     return {"framework": framework, "error": f"exit {proc.returncode}: {tail}"}
+
+
+def run_process(cmd, env_extra=None, timeout=3600):
+    """A whole process: wall time, CPU time (user + system, all threads) and peak RSS."""
+    env = dict(os.environ, PYTHONPATH=ROOT, **(env_extra or {}))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        return {"error": f"exit {status}: {(err.strip().splitlines() or ['?'])[-1]}"}
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "maxrss_mb": usage.ru_maxrss / 1024.0}
 
 
 def alternate(frameworks, reps, log=print, **kw):

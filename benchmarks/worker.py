@@ -23,13 +23,24 @@ UNET2D = dict(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
               down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
               up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
               attention_head_dim=None, flip_sin_to_cos=False, freq_shift=1, downsample_padding=0)
+# A small UNet for 16x16 grey digits (651K parameters): ch 32, ch_mult [1, 2], one block per
+# level, no attention; the same network in both layouts.
+SMALL = dict(in_channels=1, out_channels=1, resolution=16, ch=32, ch_mult=[1, 2],
+             num_res_blocks=1, attn_resolutions=[])
+UNET2D_SMALL = dict(UNET2D, sample_size=16, in_channels=1, out_channels=1, layers_per_block=1,
+                    block_out_channels=(32, 64), down_block_types=("DownBlock2D", "DownBlock2D"),
+                    up_block_types=("UpBlock2D", "UpBlock2D"))
 
 
-def inputs(batch):
+def image_shape(args):
+    return [1, 16, 16] if args.arch == "small" else [3, 32, 32]
+
+
+def inputs(batch, shape=(3, 32, 32)):
     rs = np.random.RandomState(0)
-    x = rs.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    x = rs.standard_normal((batch, *shape)).astype(np.float32)
     t = rs.randint(0, 1000, batch).astype(np.int64)
-    noise = rs.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    noise = rs.standard_normal((batch, *shape)).astype(np.float32)
     return x, t, noise
 
 
@@ -65,7 +76,8 @@ def ppddpm_setup(args, train):
     from ppddpm.config import ModelConfig
     from ppddpm.models import build_model, count_parameters
     paddle.seed(0)
-    model = build_model(ModelConfig())   # the CIFAR-10 defaults: ch 128, [1,2,2,2], attn 16
+    # the CIFAR-10 defaults (ch 128, [1,2,2,2], attn 16) or the small digits UNet
+    model = build_model(ModelConfig(**(SMALL if getattr(args, "arch", "cifar") == "small" else {})))
     if not train:   # non-zero output layers, so the sampler does real work
         for p in model.parameters():
             if not float(p.abs().max()):
@@ -80,8 +92,10 @@ def ppddpm_engine(args, model, info):
         model.eval()
         return model
     from ppddpm.engine import InferenceModel
+    from ppddpm.engine_onnx import OnnxModel
+    kind = OnnxModel if args.framework == "ppddpm-onnx" else InferenceModel
     t0 = time.perf_counter()
-    eng = InferenceModel(model, [3, 32, 32], cache_dir=args.cache_dir, threads=args.threads)
+    eng = kind(model, image_shape(args), cache_dir=args.cache_dir, threads=args.threads)
     info["engine_setup_s"] = time.perf_counter() - t0
     info["exported"] = eng.exported
     return eng
@@ -89,7 +103,7 @@ def ppddpm_engine(args, model, info):
 
 def run_ppddpm(args, info):
     paddle, model, info["params"] = ppddpm_setup(args, args.task == "train_step")
-    x, t, noise = inputs(args.batch)
+    x, t, noise = inputs(args.batch, image_shape(args))
     if args.task == "sample_step":
         net = ppddpm_engine(args, model, info)
         xs, ts = paddle.to_tensor(x), paddle.to_tensor(t)
@@ -209,7 +223,7 @@ def run_ppddpm_static(args, info):
 
 # -- diffusers (torch) and ppdiffusers (paddle) share one API ------------------------------
 def run_peer(args, info):
-    if args.framework == "diffusers":
+    if args.framework.startswith("diffusers"):
         import torch as fw
         import diffusers.utils.import_utils as iu
         # diffusers imports torchvision when installed; a torchvision wheel built for another
@@ -226,9 +240,9 @@ def run_peer(args, info):
         fw.seed(0)
         tensor, no_grad = fw.to_tensor, fw.no_grad
         info["version"] = f"paddle {fw.__version__}"
-    unet = UNet2DModel(**UNET2D)
+    unet = UNet2DModel(**(UNET2D_SMALL if args.arch == "small" else UNET2D))
     info["params"] = sum(int(np.prod(p.shape)) for p in unet.parameters())
-    x, t, noise = inputs(args.batch)
+    x, t, noise = inputs(args.batch, image_shape(args))
     if args.task == "sample_step":
         unet.eval()
         xs, ts = tensor(x), tensor(t)
@@ -250,7 +264,7 @@ def run_peer(args, info):
     unet.train()
     xs, ts, ns = tensor(x), tensor(t), tensor(noise)
     losses = []
-    if args.framework == "diffusers":
+    if args.framework.startswith("diffusers"):
         opt = fw.optim.Adam(unet.parameters(), lr=2e-4)
 
         def step():
@@ -276,9 +290,10 @@ def run_peer(args, info):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--framework", required=True,
-                   choices=["ppddpm", "ppddpm-dygraph", "ppddpm-dp2", "ppddpm-static", "diffusers",
-                            "ppdiffusers"])
+                   choices=["ppddpm", "ppddpm-onnx", "ppddpm-dygraph", "ppddpm-dp2", "ppddpm-static",
+                            "diffusers", "diffusers-passive", "ppdiffusers"])
     p.add_argument("--task", required=True, choices=["sample_step", "train_step", "ddim"])
+    p.add_argument("--arch", default="cifar", choices=["cifar", "small"])
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)

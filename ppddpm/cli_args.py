@@ -133,10 +133,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--loss_type", default=None,
                    help="noisepred (the original's name: eps prediction, L_simple) | mse | kl | hybrid")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--engine", choices=("auto", "inference", "dygraph"), default="auto",
-                   help="denoise: run the network by the Paddle Inference predictor (exported "
-                        "once, cached in $PPDDPM_ENGINE_CACHE or ~/.cache/ppddpm/engines) or by "
-                        "the dynamic graph; auto: the predictor on CPU if the export works")
+    p.add_argument("--engine", choices=("auto", "onnxruntime", "inference", "dygraph"), default="auto",
+                   help="denoise: run the network by ONNX Runtime (needs pip install "
+                        "\"ppddpm[onnx]\"), the Paddle Inference predictor (both exported once, "
+                        "cached in $PPDDPM_ENGINE_CACHE or ~/.cache/ppddpm/engines) or the dynamic "
+                        "graph; auto: on the CPU ONNX Runtime when installed, else the predictor, "
+                        "if the export works")
     p.add_argument("--conv_backend", choices=("auto", "onednn", "paddle"), default=None,
                    help="kernels of the convolutions in the dynamic graph (training, --engine "
                         "dygraph): oneDNN from the Paddle wheel, or Paddle's own; auto: oneDNN "

@@ -25,7 +25,7 @@ import re
 import shutil
 import sys
 import tempfile
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import paddle
@@ -34,7 +34,7 @@ from .errors import PPDDPMError
 from .fileio import atomic_write_dir
 from .threads import sampling_threads
 
-ENGINE_KINDS = ("auto", "inference", "dygraph")
+ENGINE_KINDS = ("auto", "onnxruntime", "inference", "dygraph")
 CACHE_ENV = "PPDDPM_ENGINE_CACHE"
 # Exports kept in the cache (least recently used go first); ~140 MB each for CIFAR-10.
 CACHE_KEEP = int(os.environ.get("PPDDPM_ENGINE_CACHE_KEEP", "8"))
@@ -78,8 +78,8 @@ def _structure(model: paddle.nn.Layer) -> str:
 
 
 def engine_key(model: paddle.nn.Layer, image_shape: Sequence[int], with_labels: bool,
-               device: str) -> str:
-    """Hash of the weights, structure, input shape, device and versions."""
+               device: str, runtime: str = "inference") -> str:
+    """Hash of the weights, structure, input shape, device, runtime and versions."""
     from . import __version__
     h = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
@@ -90,7 +90,7 @@ def engine_key(model: paddle.nn.Layer, image_shape: Sequence[int], with_labels: 
     h.update(json.dumps({"shape": [int(s) for s in image_shape], "labels": with_labels,
                          "device": device, "paddle": paddle.__version__,
                          "paddle_commit": getattr(paddle.version, "commit", ""),
-                         "ppddpm": __version__}).encode())
+                         "ppddpm": __version__, "runtime": runtime}).encode())
     return h.hexdigest()[:32]
 
 
@@ -124,7 +124,7 @@ def prune_cache(cache_dir: str, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _model_files(folder: str):
+def model_files(folder: str):
     """(graph file, params file) of an export: .json under PIR, .pdmodel under the old IR."""
     for ext in (".json", ".pdmodel"):
         if os.path.exists(os.path.join(folder, "model" + ext)):
@@ -132,15 +132,38 @@ def _model_files(folder: str):
     return None
 
 
-def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) -> None:
-    """``paddle.jit.save`` an eval-mode copy of ``model`` (batch dimension dynamic) into ``folder``.
+class _Traced(paddle.nn.Layer):
+    """``net`` recorded by running its Python once in static mode (tracing), without
+    dy2static's source-to-source conversion of every forward: that conversion took 90% of an
+    export (about 20 of 21 s for a 650K-parameter UNet on the loaded 2-core machine, against
+    1.5 s traced). The networks' control flow depends on shapes and arguments only, never on
+    tensor values; a network whose forward needs them fails to export, and the check against the dynamic graph
+    catches any wrong export."""
 
-    The copy keeps the caller's network untouched (jit.save converts the forward it is given).
-    """
+    def __init__(self, net: paddle.nn.Layer):
+        super().__init__()
+        self.net = net
+
+    @paddle.jit.not_to_static
+    def forward(self, x, t, y=None):
+        return self.net(x, t) if y is None else self.net(x, t, y)
+
+
+def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) -> None:
+    """``paddle.jit.save`` an eval-mode copy of ``model`` (batch dimension dynamic) into
+    ``folder``: traced, or, where tracing fails (a forward that reshapes with ``x.shape[0]``,
+    which is -1 while tracing, as the toy MLP does), converted by dy2static. The copy keeps the
+    caller's network untouched."""
     net = copy.deepcopy(model)
     net.eval()
-    paddle.jit.save(net, os.path.join(folder, "model"), input_spec=_input_spec(image_shape, with_labels))
-    if _model_files(folder) is None:
+    spec, path = _input_spec(image_shape, with_labels), os.path.join(folder, "model")
+    try:
+        paddle.jit.save(_Traced(net), path, input_spec=spec)
+    except Exception:
+        for name in os.listdir(folder):
+            os.remove(os.path.join(folder, name))
+        paddle.jit.save(net, path, input_spec=spec)
+    if model_files(folder) is None:
         raise EngineError(f"paddle.jit.save wrote no model file into {folder}")
 
 
@@ -152,12 +175,24 @@ class InferenceModel:
     ~/.cache/ppddpm/engines). threads: CPU math threads (default: the user's
     OMP_NUM_THREADS, else every available core; see threads.py).
     verify: compare a fresh export against the dynamic graph before using it.
+    keep_model: False drops this object's reference to the dynamic-graph network once the
+    runtime holds the weights (its memory is freed if the caller keeps none); the engine then
+    serves only ``image_shape``.
+    progress: show one progress line while exporting (default: when stderr is a terminal).
+
+    Subclasses for other runtimes (engine_onnx.OnnxModel) override ``runtime`` (part of the
+    cache key), ``_write`` (the files of an export), ``_complete``, ``_load`` and ``_run``;
+    the cache, the atomic export, the check and the call are shared.
     """
+    runtime = "inference"
+    title = "Paddle Inference"
 
     def __init__(self, model: paddle.nn.Layer, image_shape: Optional[Sequence[int]] = None,
                  cache_dir: Optional[str] = None, threads: Optional[int] = None,
-                 verify: bool = True):
+                 verify: bool = True, keep_model: bool = True, progress: Optional[bool] = None):
         self.model = model
+        self.keep_model = keep_model
+        self.progress = sys.stderr.isatty() if progress is None else progress
         self.data_range = getattr(model, "data_range", (-1.0, 1.0))
         self.num_classes = getattr(model, "num_classes", None)
         self.cache_dir = cache_dir or default_cache_dir()
@@ -177,45 +212,64 @@ class InferenceModel:
         shape = tuple(int(s) for s in image_shape)
         if self._predictor is not None and shape == self._shape:
             return self
-        key = engine_key(self.model, shape, self.num_classes is not None, self.device)
+        if self.model is None:
+            raise EngineError(f"this engine was built for {list(self._shape)} images and no "
+                              f"longer holds the network; got {list(shape)}")
+        key = engine_key(self.model, shape, self.num_classes is not None, self.device, self.runtime)
         folder = os.path.join(self.cache_dir, key)
-        try:
-            if _model_files(folder) is None:
-                self._export_to(folder, shape)
-            else:
-                os.utime(folder)   # recently used: pruning keeps it
+        with _stages(f"{self.title}: export and check, once per weights file",
+                     self.progress) as stage:
             try:
-                self._predictor = self._create_predictor(folder)
-            except Exception:
-                if self.exported:
-                    raise
-                shutil.rmtree(folder, ignore_errors=True)   # a damaged cache entry: redo it
-                self._export_to(folder, shape)
-                self._predictor = self._create_predictor(folder)
-            self._shape, self.path = shape, folder
-            if self.exported and self.verify:
-                self._check(shape, folder)
-        except EngineError:
-            raise
-        except Exception as exc:  # Paddle raises many types; all mean "this engine is out"
-            raise EngineError(f"could not export the network to Paddle Inference "
-                              f"({_first_line(exc)})") from exc
+                if not self._complete(folder):
+                    stage("export")
+                    self._export_to(folder, shape)
+                else:
+                    os.utime(folder)   # recently used: pruning keeps it
+                stage("load")
+                try:
+                    self._predictor = self._load(folder)
+                except Exception:
+                    if self.exported:
+                        raise
+                    shutil.rmtree(folder, ignore_errors=True)   # a damaged cache entry: redo it
+                    stage("export")
+                    self._export_to(folder, shape)
+                    self._predictor = self._load(folder)
+                self._shape, self.path = shape, folder
+                if self.exported and self.verify:
+                    stage("check")
+                    self._check(shape, folder)
+            except EngineError:
+                raise
+            except Exception as exc:  # the runtimes raise many types; all mean "this engine is out"
+                raise EngineError(f"could not export the network to {self.title} "
+                                  f"({_first_line(exc)})") from exc
+        if not self.keep_model:
+            self.model = None
         return self
+
+    def _complete(self, folder: str) -> bool:
+        return model_files(folder) is not None
+
+    def _write(self, tmp: str, shape) -> None:
+        """The runtime's files for [C, H, W] inputs, written into the empty folder ``tmp``."""
+        export(self.model, tmp, shape, self.num_classes is not None)
 
     def _export_to(self, folder: str, shape) -> None:
         def write(tmp: str) -> None:
-            export(self.model, tmp, shape, self.num_classes is not None)
+            self._write(tmp, shape)
             with open(os.path.join(tmp, "meta.json"), "w") as f:
                 json.dump({"engine": MARKER, "image_shape": list(shape),
-                           "class": type(self.model).__qualname__, "paddle": paddle.__version__}, f)
+                           "class": type(self.model).__qualname__, "paddle": paddle.__version__,
+                           "runtime": self.runtime}, f)
         # atomic; a concurrent export of the same key wins
-        atomic_write_dir(folder, write, lambda f: _model_files(f) is not None)
+        atomic_write_dir(folder, write, self._complete)
         self.exported = True
         prune_cache(self.cache_dir, CACHE_KEEP)
 
-    def _create_predictor(self, folder: str):
+    def _load(self, folder: str):
         from paddle import inference
-        graph, params = _model_files(folder)
+        graph, params = model_files(folder)
         config = inference.Config(graph, params)
         if self.device == "gpu":
             config.enable_use_gpu(256, paddle.distributed.ParallelEnv().device_id)
@@ -244,7 +298,7 @@ class InferenceModel:
         if was_training:
             self.model.train()
         err = np.abs(got - want) - (VERIFY_ATOL + VERIFY_RTOL * np.abs(want))
-        if got.shape != want.shape or err.max() > 0:
+        if got.shape != want.shape or not np.all(err <= 0):   # NaN fails too
             shutil.rmtree(folder, ignore_errors=True)
             self._predictor = None
             raise EngineError(f"the exported network disagrees with the dynamic graph (max "
@@ -277,8 +331,30 @@ class InferenceModel:
         return self
 
     def __repr__(self) -> str:
-        return (f"InferenceModel({type(self.model).__name__}, device={self.device}, "
+        return (f"{type(self).__name__}({type(self.model).__name__}, device={self.device}, "
                 f"threads={self.threads}, path={self.path})")
+
+
+@contextlib.contextmanager
+def _stages(title: str, show: bool):
+    """One progress line, ``title: stage (elapsed)``, while an engine is being prepared.
+    Yields ``stage(name)``; the line appears at the first stage and is closed at the end."""
+    bar = []
+
+    def stage(name: str) -> None:
+        if not show:
+            return
+        if not bar:
+            from tqdm import tqdm
+            bar.append(tqdm(total=None, desc=title, bar_format="{desc}: {postfix} [{elapsed}]",
+                            leave=True, file=sys.stderr))
+        bar[0].set_postfix_str(name)
+    try:
+        yield stage
+    finally:
+        if bar:
+            bar[0].set_postfix_str("done")
+            bar[0].close()
 
 
 def _num_steps(model) -> int:
@@ -301,28 +377,53 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {gist[:300]}" if not errors else gist[:400]
 
 
+def engine_class(kind: str):
+    """The engine class of a runtime name ("onnxruntime" or "inference")."""
+    if kind == "onnxruntime":
+        from .engine_onnx import OnnxModel
+        return OnnxModel
+    return InferenceModel
+
+
+def auto_kinds() -> List[str]:
+    """The runtimes ``auto`` tries on the CPU, fastest first: ONNX Runtime when the onnx extra
+    is installed, then the predictor (benchmarks/RESULTS.md)."""
+    from .engine_onnx import available
+    return (["onnxruntime"] if available() else []) + ["inference"]
+
+
 def make_engine(model: paddle.nn.Layer, kind: str = "auto", image_shape=None,
                 cache_dir: Optional[str] = None, threads: Optional[int] = None,
-                notice=None):
+                notice=None, keep_model: bool = True, progress: Optional[bool] = None):
     """The network wrapped for sampling.
 
-    kind "inference": the predictor, or EngineError; "dygraph": ``model`` itself (eval mode);
-    "auto": the predictor when the export works, else ``model`` with a one-line notice
-    (``notice(message)``, default: print to stderr).
+    kind "onnxruntime" / "inference": that runtime, or EngineError; "dygraph": ``model``
+    itself (eval mode); "auto": the first of ``auto_kinds()`` whose export works (the
+    predictor on a GPU), else ``model``, with a one-line notice for each fallback
+    (``notice(message)``, default: print to stderr). keep_model, progress: see InferenceModel.
     """
     if kind not in ENGINE_KINDS:
         raise EngineError(f"unknown engine {kind!r}; choose one of {list(ENGINE_KINDS)}")
     model.eval()
     if kind == "dygraph":
         return model
-    try:
-        return InferenceModel(model, image_shape, cache_dir=cache_dir, threads=threads)
-    except EngineError as exc:
-        if kind == "inference":
-            raise EngineError(f"{exc}. Use --engine dygraph to sample with the dynamic graph.") from None
-        (notice or (lambda m: print(m, file=sys.stderr, flush=True)))(
-            f"notice: sampling with the dynamic graph (slower): {exc}")
-        return model
+    say = notice or (lambda m: print(m, file=sys.stderr, flush=True))
+    kinds = [kind] if kind != "auto" else (["inference"] if _on_gpu() else auto_kinds())
+    failed = None
+    for runtime in kinds:
+        try:
+            net = engine_class(runtime)(model, image_shape, cache_dir=cache_dir, threads=threads,
+                                        keep_model=keep_model, progress=progress)
+        except EngineError as exc:
+            if kind != "auto":
+                raise EngineError(f"{exc}. Use --engine dygraph to sample with the dynamic graph.") from None
+            failed = failed or exc   # one notice, naming the first failure
+            continue
+        if failed is not None:
+            say(f"notice: sampling with {net.title}: {failed}")
+        return net
+    say(f"notice: sampling with the dynamic graph (slower): {failed}")
+    return model
 
 
 @contextlib.contextmanager

@@ -20,13 +20,31 @@ class SamplingSetup(NamedTuple):
     file_config: Config           # the config stored in (or read off) the weights file
 
 
-def choose_engine_kind(kind: str, shape: Sequence[int]) -> str:
-    """``auto``: the dynamic graph on a GPU and for the 2-D toy MLP (whose dygraph is about
-    2x faster than the predictor); otherwise the predictor (engine.make_engine decides)."""
+# Below this many parameters, without ONNX Runtime, the dynamic graph is at least as fast as
+# the predictor and needs no export (benchmarks/RESULTS.md: a 651K-parameter 16x16 UNet and the
+# 2-D toy MLP, against the 35.7M CIFAR-10 UNet).
+SMALL_MODEL_PARAMS = 1_000_000
+
+
+def choose_engine_kind(kind: str, shape: Sequence[int], num_params: Optional[int] = None) -> str:
+    """Resolve ``auto`` by the measured rule. The dynamic graph on a GPU, and for the 2-D toy
+    MLP: the trainer draws its sample points in the dygraph, and ``--mode denoise`` of the EMA
+    file reproduces them exactly (ONNX Runtime would be 4-10x faster, to float32 rounding).
+    On the CPU with the onnx extra installed, ``auto`` (make_engine then tries ONNX Runtime
+    first, the predictor second): ONNX Runtime was the fastest at every size measured, a
+    651K-parameter UNet included. Without it, the dynamic graph below SMALL_MODEL_PARAMS and
+    ``auto`` (the predictor) above."""
     import paddle
-    if kind == "auto" and (paddle.get_device().startswith("gpu") or list(shape) == [2, 1, 1]):
+    if kind != "auto":
+        return kind
+    if paddle.get_device().startswith("gpu") or list(shape) == [2, 1, 1]:
         return "dygraph"
-    return kind
+    from .engine_onnx import available
+    if available():
+        return "auto"
+    if num_params is not None and num_params < SMALL_MODEL_PARAMS:
+        return "dygraph"
+    return "auto"
 
 
 def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = "auto",
@@ -53,5 +71,8 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
                                       diffusion.loss_type)
     sampler = checked_sampler(diffusion, cfg.sample)
     shape = image_shape(file_cfg.model)
-    model = make_engine(model, choose_engine_kind(engine, shape), image_shape=shape)
+    # keep_model=False: the engine holds the weights, so the dygraph copy is freed
+    params = sum(int(p.numel()) for p in model.parameters())
+    model = make_engine(model, choose_engine_kind(engine, shape, params), image_shape=shape,
+                        keep_model=False)
     return SamplingSetup(model, sampler, shape, grid, file_cfg)

@@ -1,0 +1,165 @@
+"""The network run by ONNX Runtime: the fastest CPU engine (benchmarks/RESULTS.md).
+
+The ONNX graph is converted, in-process, from the same PIR program the Paddle Inference
+predictor runs (``engine.export``), by paddle2onnx's Python API. The export, the check
+against the dynamic graph, the cache and the call are ``engine.InferenceModel``'s; this file
+only writes ``model.onnx``, opens the session and runs it.
+
+paddle2onnx 2.1 writes each ``group_norm`` of a Paddle 3.3 PIR program as Reshape +
+InstanceNormalization + Reshape, but reads the op's float64 ``epsilon`` attribute as garbage
+(0, 1.0, 1e21, -3e34, ...: outputs off by 0.15, or NaN). ``fix_norm_epsilons`` retypes the
+attribute as float32 in the program before the conversion, and the epsilon comes out right.
+
+Needs the ``onnx`` extra: ``pip install "ppddpm[onnx]"`` (onnxruntime, paddle2onnx, onnx).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+from typing import List, Optional
+
+import numpy as np
+
+from . import engine as _engine
+from .engine import EngineError, InferenceModel
+
+ONNX_FILE = "model.onnx"
+OPSET = 17
+INSTALL_HINT = 'pip install "ppddpm[onnx]" (in a checkout: pip install -e ".[onnx]")'
+_NORM_OPS = ("1.group_norm", "1.instance_norm")
+
+
+def missing_packages() -> List[str]:
+    """The packages of the onnx extra that cannot be imported (empty when all are there)."""
+    import importlib
+    missing = []
+    for name in ("onnxruntime", "paddle2onnx", "onnx"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def available() -> bool:
+    return not missing_packages()
+
+
+def require() -> None:
+    missing = missing_packages()
+    if missing:
+        raise EngineError(f"--engine onnxruntime needs {', '.join(missing)}: {INSTALL_HINT}")
+
+
+# -- conversion ------------------------------------------------------------------------------
+def fix_norm_epsilons(graph_json: str) -> int:
+    """Retype the float64 ``epsilon`` of every norm op in a PIR ``model.json`` as float32,
+    which paddle2onnx 2.1 reads correctly (it reads a float64 one as garbage). The value is
+    unchanged up to float32 rounding, which is what the runtime computes in anyway. Returns
+    how many attributes were retyped."""
+    with open(graph_json) as f:
+        program = json.load(f)
+    count = 0
+
+    def walk(node):
+        nonlocal count
+        if isinstance(node, dict):
+            if node.get("#") in _NORM_OPS:
+                for attr in node.get("A", []):
+                    if attr.get("N") == "epsilon" and attr["AT"].get("#") == "0.a_f64":
+                        attr["AT"]["#"] = "0.a_f32"
+                        count += 1
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(program)
+    if count:
+        with open(graph_json, "w") as f:
+            json.dump(program, f, separators=(",", ":"))
+    return count
+
+
+@contextlib.contextmanager
+def _silenced():
+    """stdout and stderr, of Python and of C++ code alike, sent to /dev/null."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def convert(paddle_dir: str, onnx_path: str) -> None:
+    """paddle2onnx, in-process, of the ``engine.export`` in ``paddle_dir`` (norm epsilons
+    fixed first) to ``onnx_path``. No constant folding here: ONNX Runtime folds at load."""
+    import paddle2onnx
+    graph, params = _engine.model_files(paddle_dir)
+    fix_norm_epsilons(graph)
+    with _silenced():   # its C++ core prints "[Paddle2ONNX] ..." lines on every export
+        raw = paddle2onnx.export(graph, params, None, opset_version=OPSET,
+                                 enable_onnx_checker=False, verbose=False)
+    with open(onnx_path, "wb") as f:
+        f.write(raw)
+
+
+class OnnxModel(InferenceModel):
+    """``model`` run by ONNX Runtime on the CPU; the same arguments and call as
+    ``InferenceModel`` (threads: intra-op threads of the session)."""
+    runtime = "onnxruntime"
+    title = "ONNX Runtime"
+
+    def __init__(self, *args, **kwargs):
+        require()
+        self._names = None   # the session's input names, set by _load
+        super().__init__(*args, **kwargs)
+
+    def _complete(self, folder: str) -> bool:
+        return os.path.isfile(os.path.join(folder, ONNX_FILE))
+
+    def _write(self, tmp: str, shape) -> None:
+        paddle_dir = os.path.join(tmp, "paddle")
+        os.mkdir(paddle_dir)
+        _engine.export(self.model, paddle_dir, shape, self.num_classes is not None)
+        convert(paddle_dir, os.path.join(tmp, ONNX_FILE))
+        shutil.rmtree(paddle_dir)   # the cache keeps only what the session reads
+
+    def _load(self, folder: str):
+        import onnxruntime as ort
+        if self.device != "cpu":
+            raise EngineError("the onnxruntime engine runs on the CPU only; use --engine "
+                              "inference or dygraph on a GPU")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3   # no optimiser warnings on stderr
+        # Idle pool threads sleep instead of spinning unless OMP_WAIT_POLICY=ACTIVE: on a
+        # shared machine spinning threads steal the cores the work needs (as torch's do).
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() != "ACTIVE":
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(os.path.join(folder, ONNX_FILE), opts,
+                                       providers=["CPUExecutionProvider"])
+        self._names = [i.name for i in session.get_inputs()]
+        return session
+
+    def _run(self, x: np.ndarray, t: np.ndarray, y: Optional[np.ndarray]) -> np.ndarray:
+        feeds = {"x": x, "t": t}
+        if self.num_classes is not None:
+            feeds["y"] = y if y is not None else np.full_like(t, self.num_classes)
+        return self._predictor.run(None, {n: np.ascontiguousarray(feeds[n]) for n in self._names})[0]
