@@ -83,7 +83,8 @@ def test_distributed_sampling_gives_the_single_process_images(tmp_path):
     save_inference_file(weights, model.state_dict(),
                         GaussianDiffusion.from_config(cfg.diffusion).betas, {}, cfg)
     common = ["--mode", "denoise", "--pretrained_path", weights, "--num_images", "5-1-5",
-              "--batchsize", "2", "--save_npz", "True", "--quiet", "--sampler", "ddim", "--stride", "10"]
+              "--batchsize", "2", "--save_npz", "True", "--quiet", "--sampler", "ddim", "--stride", "10",
+              "--sample_postfix", "ddim_cifar10_test"]   # a 16x16 file is named after itself
     dist.spawn(denoise, args=(common + ["--sample_dir", str(tmp_path / "two")],), nprocs=2, backend="gloo")
     denoise(common + ["--sample_dir", str(tmp_path / "one")])
     two = np.load(tmp_path / "two" / "ddim_cifar10_test.npz")["arr_0"]

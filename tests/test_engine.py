@@ -179,6 +179,7 @@ def test_cli_engines_write_the_same_images(tmp_path, monkeypatch):
     for kind in ("dygraph", "inference"):
         argv = ["--mode", "denoise", "--pretrained_path", path, "--num_images", "4-2-2",
                 "--sampler", "ddim", "--ddim_steps", "3", "--batchsize", "3", "--quiet",
+                "--sample_postfix", "ddim_cifar10_test",   # a 16x16 file is named after itself
                 "--sample_dir", str(tmp_path / kind), "--save_npz", "True", "--engine", kind]
         assert main(os.path.join(os.path.dirname(__file__), "..", "configs", "cifar10.yaml"),
                     "test", argv=argv) == 0

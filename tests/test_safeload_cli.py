@@ -8,9 +8,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from helpers_cli import ROOT, run
+from helpers_cli import ROOT, in_process_cli, run
 from helpers_data import make_fake_cifar10, py2_pickle
-from ppddpm.cli import main
 from ppddpm.metrics.inception_weights import WEIGHTS_FILE
 from test_safeload import evil_checkpoint, payloads
 
@@ -56,14 +55,8 @@ def test_convert_original(tmp_path, capsys):
 
 @pytest.fixture()
 def cli(tmp_path, capsys, monkeypatch):
-    """main() of run_cifar10.py on a tiny config, in tmp_path: returns (status, stderr)."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "tiny.yaml").write_text(TINY.format(root=ROOT))
-
-    def call(*argv):
-        status = main(str(tmp_path / "tiny.yaml"), "test", argv=list(argv) + ["--quiet"])
-        return status, capsys.readouterr().err
-    return call
+    """main() of a run script on the tiny config, in tmp_path: call(*argv) -> (status, stderr)."""
+    return in_process_cli(tmp_path, capsys, monkeypatch, TINY.format(root=ROOT))
 
 
 def test_resume_ckpt_path(tmp_path, cli):

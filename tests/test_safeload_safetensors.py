@@ -8,9 +8,8 @@ import numpy as np
 import paddle
 import pytest
 
-from helpers_cli import ROOT
+from helpers_cli import ROOT, in_process_cli
 from helpers_legacy import T_TINY, forward_np, probe_input, tiny, tiny_betas, write_original_file
-from ppddpm.cli import main
 from ppddpm.config import load_config
 from ppddpm.convert.__main__ import main as convert_main
 from ppddpm.convert.safetensors_io import FORMAT, read_inference_safetensors, read_safetensors
@@ -80,13 +79,8 @@ def test_convert_writes_safetensors_equal_to_pdparam(tmp_path, capsys):
 
 @pytest.fixture()
 def cli(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "tiny.yaml").write_text(TINY.format(root=ROOT))
-
-    def call(*argv):
-        status = main(str(tmp_path / "tiny.yaml"), "test", argv=list(argv) + ["--quiet"])
-        return status, capsys.readouterr().err
-    return call
+    """main() of a run script on the tiny config, in tmp_path: call(*argv) -> (status, stderr)."""
+    return in_process_cli(tmp_path, capsys, monkeypatch, TINY.format(root=ROOT))
 
 
 def test_mode_convert_to_safetensors_then_sample_from_it(tmp_path, cli):
