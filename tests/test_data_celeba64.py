@@ -98,3 +98,21 @@ def test_missing_or_wrong_files_are_one_line_errors(tmp_path):
     with pytest.warns(UserWarning, match="not an aligned CelebA image"):
         x, _ = ds[0]                           # the 40x40 file: the next (aligned) one is used
     np.testing.assert_array_equal(x, np.full((3, 64, 64), -1.0, np.float32))
+
+
+def test_run_celeba64_trains_from_the_zip_and_samples_at_the_size_given(fake, tmp_path):
+    """run_celeba64.py as a user runs it on the official zip, at --image_size 16 (which sets
+    the model's resolution too): train, convert, then DDIM samples of 16x16 RGB tiles."""
+    from helpers_cli import grid_size, run
+    tiny = ["--data_dir", os.path.dirname(fake["path"]), "--image_size", "16",
+            "-o", "model.ch=8", "model.norm_groups=4", "model.ch_mult=[1,2]",
+            "model.num_res_blocks=1", "model.attn_resolutions=[8]",
+            "--num_diffusion_steps", "10", "--batchsize", "2", "--num_workers", "0",
+            "--num_images", "4-2-2"]
+    run("run_celeba64.py", *tiny, "--training_iters", "2", "--sample_interval", "0", cwd=tmp_path)
+    run("run_celeba64.py", *tiny, "--mode", "convert", cwd=tmp_path)
+    weights = str(tmp_path / "ckpts" / "ddpm_celeba64_i2_ema.pdparam")
+    run("run_celeba64.py", *tiny, "--mode", "denoise", "--pretrained_path", weights,
+        "--sampler", "ddim", "--steps", "3", "--engine", "dygraph", cwd=tmp_path)
+    grid = Image.open(tmp_path / "sample" / "sample_ddim_celeba64_test.png")
+    assert grid.mode == "RGB" and grid.size == grid_size(2, 2, 16)
