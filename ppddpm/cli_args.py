@@ -35,8 +35,8 @@ CONFIG_FLAGS = {
     "image_size": ("data.image_size", int, "image size of the data (image folders: resize and "
                    "crop to it) and of the model: also sets model.resolution"),
     # diffusion
-    "beta_schedule": ("diffusion.beta_schedule", str, "linear | quad | const | jsd | warmup10 | "
-                      "warmup50 | cosine | sigmoid"),
+    "beta_schedule": ("diffusion.beta_schedule", str, "linear | quad | const | warmup10 | warmup50 | "
+                      "cosine | sigmoid (jsd is refused: its last beta is 1)"),
     "beta_start": ("diffusion.beta_start", float, "first beta of the schedule"),
     "beta_end": ("diffusion.beta_end", float, "last beta of the schedule"),
     "num_diffusion_steps": ("diffusion.num_diffusion_steps", int, "T, the number of diffusion steps"),
