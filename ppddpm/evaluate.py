@@ -15,13 +15,14 @@ import re
 import shutil
 import sys
 import warnings
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
 from .config import Config, ConfigError
 from .errors import CheckpointError
 from .fileio import atomic_write
+from .resumable import missing_ranges, run_resumable  # noqa: F401  (missing_ranges: part of this module's API)
 from .metrics.inception_weights import ENV_VAR, WEIGHTS_FILE
 
 PUBLISHED_NUM_SAMPLES = 50000
@@ -64,95 +65,18 @@ def checkpoint_iteration(path: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
-# -- resumable generation -------------------------------------------------------
-def _chunk_files(folder: str) -> List[Tuple[int, int, str]]:
-    out = []
-    for name in os.listdir(folder):
-        m = re.fullmatch(r"(\d+)-(\d+)\.npy", name)
-        if m:
-            out.append((int(m.group(1)), int(m.group(2)), os.path.join(folder, name)))
-    return sorted(out)
-
-
-def missing_ranges(chunks, n: int, batch: int) -> List[Tuple[int, int]]:
-    """Index ranges in [0, n) no chunk covers, cut into pieces of at most ``batch``."""
-    covered = np.zeros(n, dtype=bool)
-    for start, stop, _ in chunks:
-        covered[start:min(stop, n)] = True
-    out, i = [], 0
-    while i < n:
-        if covered[i]:
-            i += 1
-            continue
-        j = i
-        while j < n and not covered[j] and j - i < batch:
-            j += 1
-        out.append((i, j))
-        i = j
-    return out
-
-
-def _open_partial(folder: str, meta: dict, create: bool) -> None:
-    """Create the partial folder with its settings (``create``: rank 0, before a barrier),
-    or check that an existing one holds samples of these settings (every rank, after it,
-    so that all ranks stop together)."""
-    meta_path = os.path.join(folder, "meta.json")
-    if create:
-        if not os.path.isfile(meta_path):
-            os.makedirs(folder, exist_ok=True)
-            text = json.dumps(meta, indent=1, sort_keys=True)
-            atomic_write(meta_path, lambda fh: fh.write(text.encode()))
-        return
-    with open(meta_path) as fh:
-        old = json.load(fh)
-    diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in meta.items() if old.get(k) != v]
-    if diffs:
-        raise ConfigError(f"{folder} holds samples of other settings ({'; '.join(diffs)}); "
-                          "delete it, or use another --sample_postfix, to start afresh")
-
-
 def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, folder: str,
                        meta: dict, progress: bool = True, labels=None,
                        guidance_scale: float = 0.0) -> Optional[np.ndarray]:
     """All n images as uint8 NHWC on rank 0 (None on the other ranks), resuming from the
     chunks already in ``folder``; image i of a conditional model has class ``labels[i]``."""
-    from tqdm.auto import tqdm
     from .sampling import generate
-    from .train import dist
 
-    size, rank = dist.world()
-    if rank == 0:
-        _open_partial(folder, meta, create=True)
-    dist.barrier()
-    _open_partial(folder, meta, create=False)
-    todo = missing_ranges(_chunk_files(folder), n, batch)
-    done = n - sum(b - a for a, b in todo)
-    bar = tqdm(total=n, initial=done, desc="eval samples", unit="img",
-               disable=not progress or rank != 0)
-    for k, (a, b) in enumerate(todo):
-        if k % size != rank:
-            continue
+    def compute(a: int, b: int) -> np.ndarray:
         guide = {} if labels is None else dict(labels=labels[a:b], guidance_scale=guidance_scale)
-        imgs = generate(model, sampler, b - a, shape, b - a, seed=seed, index_offset=a,
+        return generate(model, sampler, b - a, shape, b - a, seed=seed, index_offset=a,
                         progress=False, **guide)
-        atomic_write(os.path.join(folder, f"{a:07d}-{b:07d}.npy"), lambda fh: np.save(fh, imgs))
-        bar.update((b - a) * size)
-    bar.close()
-    dist.barrier()
-    if rank != 0:
-        return None
-    out = None
-    for start, stop, path in _chunk_files(folder):
-        part = np.load(path)
-        if out is None:
-            out = np.zeros((n,) + part.shape[1:], dtype=np.uint8)
-        lo, hi = start, min(stop, n)
-        if lo < hi:
-            out[lo:hi] = part[:hi - lo]
-    missing = missing_ranges(_chunk_files(folder), n, n)
-    if missing:
-        raise CheckpointError(f"{folder}: samples {missing[0]} are missing after generation")
-    return out
+    return run_resumable(folder, meta, n, batch, compute, "eval samples", progress)
 
 
 def _generate_for_eval(args, cfg: Config):
@@ -375,7 +299,6 @@ def _eval_name(args, cfg: Config) -> str:
 
 
 # -- bits/dim (--metrics bpd) ------------------------------------------------------
-chunk_files, open_partial = _chunk_files, _open_partial   # shared with likelihood.py
 
 
 def run_bpd(args, cfg: Config) -> None:

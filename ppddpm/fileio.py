@@ -158,3 +158,13 @@ def atomic_write_dir(folder: str, write_to: Callable[[str], None],
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_hash(path: str, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in 1 MiB blocks."""
+    import hashlib
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -24,7 +24,6 @@ import numpy as np
 import paddle
 
 from .config import ConfigError
-from .errors import CheckpointError
 from .fileio import atomic_write
 from .samplers.noise import NoiseStream
 
@@ -71,37 +70,13 @@ def image_bpd(diffusion, model, x0: np.ndarray, seed: int = 0, index_offset: int
 def bpd_resumable(diffusion, model, get_images, n: int, batch: int, seed: int, folder: str,
                   meta: dict, clip_denoised: bool = True,
                   progress: bool = True) -> Optional[np.ndarray]:
-    """Per-image results [n, 3] on rank 0 (None elsewhere); each batch is written at once to
-    ``folder/{start}-{stop}.npy`` and a rerun computes only what is missing. Under
-    paddle.distributed the missing batches are dealt round-robin to the ranks."""
-    from tqdm.auto import tqdm
-    from .evaluate import chunk_files, missing_ranges, open_partial
-    from .train import dist
-
-    size, rank = dist.world()
-    if rank == 0:
-        open_partial(folder, meta, create=True)
-    dist.barrier()
-    open_partial(folder, meta, create=False)
-    todo = missing_ranges(chunk_files(folder), n, batch)
-    bar = tqdm(total=n, initial=n - sum(b - a for a, b in todo), desc="bits/dim", unit="img",
-               disable=not progress or rank != 0)
-    for k, (a, b) in enumerate(todo):
-        if k % size == rank:
-            res = image_bpd(diffusion, model, get_images(a, b), seed, a, clip_denoised)
-            atomic_write(os.path.join(folder, f"{a:07d}-{b:07d}.npy"), lambda fh: np.save(fh, res))
-        bar.update(b - a)
-    bar.close()
-    dist.barrier()
-    if rank != 0:
-        return None
-    out = np.full((n, 3), np.nan)
-    for start, stop, path in chunk_files(folder):
-        part = np.load(path)
-        out[start:min(stop, n)] = part[:min(stop, n) - start]
-    if np.isnan(out).any():
-        raise CheckpointError(f"{folder}: some images have no result after the run")
-    return out
+    """Per-image results [n, 3] on rank 0 (None elsewhere), resumable and distributed
+    (ppddpm/resumable.py)."""
+    from .resumable import run_resumable
+    return run_resumable(folder, meta, n, batch,
+                         lambda a, b: image_bpd(diffusion, model, get_images(a, b), seed, a,
+                                                clip_denoised),
+                         "bits/dim", progress)
 
 
 def summary(per_image: np.ndarray, info: dict) -> dict:

@@ -11,14 +11,7 @@ from helpers_cli import ROOT
 from ppddpm.cli import main
 from ppddpm.outputs import OutputDirError, prepare_output_dir
 
-TINY = """\
-base: {root}/configs/cifar10.yaml
-model: {{ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [16]}}
-diffusion: {{num_diffusion_steps: 20, beta_end: 0.2}}
-train: {{batchsize: 4, training_iters: 2, sample_interval: 1, ckpt_interval: 1}}
-data: {{num_workers: 0, download: false}}
-sample: {{num_images: 4-2-2}}
-"""
+from test_validation import TINY  # noqa: E402  (the same tiny CIFAR-10 config)
 
 
 @pytest.fixture

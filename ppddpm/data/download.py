@@ -15,15 +15,11 @@ import urllib.request
 from tqdm import tqdm
 
 from ..errors import DatasetError
-from ..fileio import commit_temp, temp_path_for
+from ..fileio import commit_temp, file_hash, temp_path_for
 
 
 def file_md5(path: str) -> str:
-    md5 = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            md5.update(chunk)
-    return md5.hexdigest()
+    return file_hash(path, "md5")
 
 
 def download_file(url: str, target: str, md5: str, what: str, where_to_put: str,

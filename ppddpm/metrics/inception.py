@@ -14,7 +14,6 @@ align_corners=False and no antialiasing (F.interpolate) -> 2x - 1.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Dict, Mapping, Tuple
 
@@ -235,11 +234,8 @@ def load_torch_state(model: FIDInceptionV3, state: Mapping[str, np.ndarray], sou
 
 def file_digest(path: str) -> str:
     """SHA-256 of a file (identifies the Inception weights that made a set of statistics)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from ..fileio import file_hash
+    return file_hash(path, "sha256")
 
 
 def cache_path_for(pth_path: str) -> str:
