@@ -32,6 +32,7 @@ import paddle
 
 from .errors import PPDDPMError
 from .fileio import atomic_write_dir
+from .memory import release_free_memory
 from .threads import sampling_threads
 
 ENGINE_KINDS = ("auto", "onnxruntime", "inference", "dygraph")
@@ -40,6 +41,16 @@ CACHE_ENV = "PPDDPM_ENGINE_CACHE"
 CACHE_KEEP = int(os.environ.get("PPDDPM_ENGINE_CACHE_KEEP", "8"))
 # Exported and dynamic-graph outputs must agree this closely (|a - b| <= ATOL + RTOL |b|).
 VERIFY_ATOL, VERIFY_RTOL = 1e-4, 1e-3
+# A batch is run in chunks of at most this many pixels (images x H x W): 16 CIFAR images.
+# Per image the CIFAR-10 UNet is as fast in chunks of 16 as at batch 64, and the runtime's
+# activation memory stays at a quarter (ONNX Runtime: 0.52 against 1.05 GiB peak for 64
+# images; benchmarks/RESULTS.md). Larger images get fewer per chunk, at least one.
+MICRO_BATCH_PIXELS = 16 * 32 * 32
+
+
+def micro_batch_for(image_shape: Sequence[int]) -> int:
+    """Images per runtime call for [C, H, W] images (see MICRO_BATCH_PIXELS)."""
+    return max(1, MICRO_BATCH_PIXELS // max(1, int(image_shape[-1]) * int(image_shape[-2])))
 
 
 class EngineError(PPDDPMError):
@@ -150,19 +161,24 @@ class _Traced(paddle.nn.Layer):
 
 
 def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) -> None:
-    """``paddle.jit.save`` an eval-mode copy of ``model`` (batch dimension dynamic) into
-    ``folder``: traced, or, where tracing fails (a forward that reshapes with ``x.shape[0]``,
-    which is -1 while tracing, as the toy MLP does), converted by dy2static. The copy keeps the
-    caller's network untouched."""
-    net = copy.deepcopy(model)
-    net.eval()
+    """``paddle.jit.save`` ``model`` in eval mode (batch dimension dynamic) into ``folder``:
+    traced, which leaves ``model`` as it was (no copy of the weights is needed, which keeps a
+    first call's peak memory down), or, where tracing fails (a forward that reshapes with
+    ``x.shape[0]``, which is -1 while tracing, as the toy MLP does), converted by dy2static,
+    on a copy, since that conversion rewrites the layer's forward."""
+    was_training = model.training
+    model.eval()
     spec, path = _input_spec(image_shape, with_labels), os.path.join(folder, "model")
     try:
-        paddle.jit.save(_Traced(net), path, input_spec=spec)
+        paddle.jit.save(_Traced(model), path, input_spec=spec)
     except Exception:
         for name in os.listdir(folder):
             os.remove(os.path.join(folder, name))
+        net = copy.deepcopy(model)
         paddle.jit.save(net, path, input_spec=spec)
+    finally:
+        if was_training:
+            model.train()
     if model_files(folder) is None:
         raise EngineError(f"paddle.jit.save wrote no model file into {folder}")
 
@@ -179,6 +195,8 @@ class InferenceModel:
     runtime holds the weights (its memory is freed if the caller keeps none); the engine then
     serves only ``image_shape``.
     progress: show one progress line while exporting (default: when stderr is a terminal).
+    micro_batch: images per runtime call; bigger batches run in chunks (default: from the
+    image size, see MICRO_BATCH_PIXELS).
 
     Subclasses for other runtimes (engine_onnx.OnnxModel) override ``runtime`` (part of the
     cache key), ``_write`` (the files of an export), ``_complete``, ``_load`` and ``_run``;
@@ -189,8 +207,10 @@ class InferenceModel:
 
     def __init__(self, model: paddle.nn.Layer, image_shape: Optional[Sequence[int]] = None,
                  cache_dir: Optional[str] = None, threads: Optional[int] = None,
-                 verify: bool = True, keep_model: bool = True, progress: Optional[bool] = None):
+                 verify: bool = True, keep_model: bool = True, progress: Optional[bool] = None,
+                 micro_batch: Optional[int] = None):
         self.model = model
+        self.micro_batch = micro_batch
         self.keep_model = keep_model
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.data_range = getattr(model, "data_range", (-1.0, 1.0))
@@ -223,6 +243,7 @@ class InferenceModel:
                 if not self._complete(folder):
                     stage("export")
                     self._export_to(folder, shape)
+                    release_free_memory()   # the export's garbage, before the runtime loads
                 else:
                     os.utime(folder)   # recently used: pruning keeps it
                 stage("load")
@@ -236,6 +257,7 @@ class InferenceModel:
                     self._export_to(folder, shape)
                     self._predictor = self._load(folder)
                 self._shape, self.path = shape, folder
+                self.micro_batch = self.micro_batch or micro_batch_for(shape)
                 if self.exported and self.verify:
                     stage("check")
                     self._check(shape, folder)
@@ -323,9 +345,13 @@ class InferenceModel:
             raise ValueError("class labels y were given to a model built without num_classes")
         self.prepare(x.shape[1:])
         arr = lambda v: v.numpy() if isinstance(v, paddle.Tensor) else np.asarray(v)
-        out = self._run(arr(x).astype(np.float32, copy=False), arr(t).astype(np.int64, copy=False),
-                        None if y is None else arr(y).astype(np.int64, copy=False))
-        return paddle.to_tensor(out)
+        x, t = arr(x).astype(np.float32, copy=False), arr(t).astype(np.int64, copy=False)
+        t = np.broadcast_to(t, x.shape[:1]) if t.ndim == 0 else t
+        y = None if y is None else arr(y).astype(np.int64, copy=False)
+        step = self.micro_batch
+        outs = [self._run(x[i:i + step], t[i:i + step], None if y is None else y[i:i + step])
+                for i in range(0, max(len(x), 1), step)]
+        return paddle.to_tensor(outs[0] if len(outs) == 1 else np.concatenate(outs))
 
     def eval(self):
         return self

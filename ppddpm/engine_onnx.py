@@ -149,9 +149,11 @@ class OnnxModel(InferenceModel):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3   # no optimiser warnings on stderr
-        # Idle pool threads sleep instead of spinning unless OMP_WAIT_POLICY=ACTIVE: on a
-        # shared machine spinning threads steal the cores the work needs (as torch's do).
-        if os.environ.get("OMP_WAIT_POLICY", "").upper() != "ACTIVE":
+        # The pool's idle threads spin briefly between ops (ONNX Runtime's default, as torch's
+        # OpenMP threads do): 5-8% faster per evaluation on a quiet 2-core machine
+        # (benchmarks/RESULTS.md). OMP_WAIT_POLICY=PASSIVE makes them sleep at once instead,
+        # the better choice on a machine busy with other work.
+        if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(os.path.join(folder, ONNX_FILE), opts,
                                        providers=["CPUExecutionProvider"])

@@ -59,6 +59,8 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
     from .images import parse_num_images
     from .pretrained import load_pretrained
     from .config_checks import checked_sampler
+    from .memory import release_free_memory
+    import paddle
     from .sampling import image_shape
 
     grid = parse_num_images(cfg.sample.num_images)
@@ -75,4 +77,6 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
     params = sum(int(p.numel()) for p in model.parameters())
     model = make_engine(model, choose_engine_kind(engine, shape, params), image_shape=shape,
                         keep_model=False)
+    if not isinstance(model, paddle.nn.Layer):   # an engine: the dygraph weights are garbage now
+        release_free_memory()
     return SamplingSetup(model, sampler, shape, grid, file_cfg)

@@ -238,3 +238,64 @@ def test_snapshot_engine_leaves_no_export_behind(unet):
         np.testing.assert_allclose(net(x, t).numpy(), unet(x, t).numpy(), atol=1e-4)
     assert not os.path.exists(folder)
     assert unet.training is False   # the EMA copy stays in eval mode; weights untouched
+
+
+def check_micro_batches(eng, model):
+    """A batch larger than the engine's micro-batch runs in chunks (the last one short); the
+    result equals one call per batch and the dynamic graph, labels included."""
+    assert eng.micro_batch == engine_mod.micro_batch_for(SHAPE) == 64   # 16384 px / (16 x 16)
+    rng = np.random.default_rng(2)
+    x = paddle.to_tensor(rng.standard_normal([5] + SHAPE).astype("float32"))
+    t, y = paddle.to_tensor([0, 3, 7, 11, 19]), paddle.to_tensor([0, 1, 2, 3, 1])
+    whole = eng(x, t, y).numpy()
+    calls = []
+    run = eng._run
+    eng._run = lambda *a: calls.append(len(a[0])) or run(*a)
+    eng.micro_batch = 2
+    chunked = eng(x, t, y).numpy()
+    assert calls == [2, 2, 1]
+    np.testing.assert_array_equal(chunked, whole)
+    np.testing.assert_allclose(chunked, model(x, t, y).numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_micro_batches_give_the_same_outputs_with_labels(cache):
+    model, _ = tiny(num_classes=3, seed=9)
+    check_micro_batches(InferenceModel(model, SHAPE, cache_dir=cache, threads=1), model)
+
+
+def test_micro_batch_follows_the_image_size():
+    assert engine_mod.micro_batch_for([3, 32, 32]) == 16    # CIFAR-10: 16 images per call
+    assert engine_mod.micro_batch_for([1, 28, 28]) == 20
+    assert engine_mod.micro_batch_for([3, 64, 64]) == 4
+    assert engine_mod.micro_batch_for([3, 256, 256]) == 1   # never less than one image
+
+
+def test_export_leaves_the_callers_network_as_it_was(tmp_path, monkeypatch):
+    """The traced export needs no copy of the weights; the network keeps its mode, weights and
+    outputs. The dy2static fallback (the toy MLP) still works, on a copy."""
+    model, cfg = tiny(seed=3)
+    toy = build_model(ModelConfig(arch="mlp", resolution=1, in_channels=2, out_channels=2, ch=16,
+                                  num_res_blocks=2, dropout=0.0))
+    copied = []
+    real_deepcopy = engine_mod.copy.deepcopy
+
+    def deepcopy(obj, *rest):
+        if obj is model or obj is toy:
+            copied.append(obj)
+        return real_deepcopy(obj, *rest)
+    monkeypatch.setattr(engine_mod.copy, "deepcopy", deepcopy)
+    model.train()
+    before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    engine_mod.export(model, str(tmp_path), SHAPE, False)
+    assert model.training and engine_mod.model_files(str(tmp_path)) is not None
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), before[k])
+    model.eval()
+    x, t = paddle.randn([2] + SHAPE), paddle.to_tensor([1, 2])
+    eng = InferenceModel(model, SHAPE, cache_dir=str(tmp_path / "cache"), threads=1)
+    np.testing.assert_allclose(eng(x, t).numpy(), model(x, t).numpy(), atol=1e-4)
+    toy_dir = tmp_path / "toy"
+    toy_dir.mkdir()
+    engine_mod.export(toy, str(toy_dir), [2, 1, 1], False)
+    assert engine_mod.model_files(str(toy_dir)) is not None and toy.training
+    assert copied == [toy]   # only the fallback copied a network

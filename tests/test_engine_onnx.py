@@ -11,7 +11,7 @@ import pytest
 from ppddpm import engine as engine_mod
 from ppddpm import engine_onnx
 from ppddpm.engine import EngineError, InferenceModel, make_engine
-from test_engine import SHAPE, sampler, tiny
+from test_engine import SHAPE, check_micro_batches, sampler, tiny
 
 pytestmark = pytest.mark.skipif(
     not engine_onnx.available(),
@@ -91,6 +91,11 @@ def test_class_labels_and_a_doubled_guidance_batch(cache):
     x2, t2 = paddle.concat([x, x]), paddle.concat([t, t])
     y2 = paddle.to_tensor([0, 1, 2, 3, 3, 3])
     np.testing.assert_allclose(eng(x2, t2, y2).numpy(), model(x2, t2, y2).numpy(), atol=1e-4)
+
+
+def test_micro_batches_give_the_same_outputs_with_labels(cache):
+    model, _ = tiny(num_classes=3, seed=9)
+    check_micro_batches(engine_onnx.OnnxModel(model, SHAPE, cache_dir=cache, threads=1), model)
 
 
 def test_legacy_network(cache):
