@@ -32,7 +32,7 @@ import paddle
 
 from .errors import PPDDPMError
 from .fileio import atomic_write_dir
-from .memory import release_free_memory
+from .heap import trim_heap
 from .threads import sampling_threads
 
 ENGINE_KINDS = ("auto", "onnxruntime", "inference", "dygraph")
@@ -160,15 +160,17 @@ class _Traced(paddle.nn.Layer):
         return self.net(x, t) if y is None else self.net(x, t, y)
 
 
-def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) -> None:
+def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) -> paddle.nn.Layer:
     """``paddle.jit.save`` ``model`` in eval mode (batch dimension dynamic) into ``folder``:
     traced, which leaves ``model`` as it was (no copy of the weights is needed, which keeps a
     first call's peak memory down), or, where tracing fails (a forward that reshapes with
     ``x.shape[0]``, which is -1 while tracing, as the toy MLP does), converted by dy2static,
-    on a copy, since that conversion rewrites the layer's forward."""
+    on a copy, since that conversion rewrites the layer's forward. Returns the network that
+    was saved (``model`` or that copy), whose parameter names the program uses."""
     was_training = model.training
     model.eval()
     spec, path = _input_spec(image_shape, with_labels), os.path.join(folder, "model")
+    net = model
     try:
         paddle.jit.save(_Traced(model), path, input_spec=spec)
     except Exception:
@@ -181,6 +183,7 @@ def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) 
             model.train()
     if model_files(folder) is None:
         raise EngineError(f"paddle.jit.save wrote no model file into {folder}")
+    return net
 
 
 class InferenceModel:
@@ -243,7 +246,7 @@ class InferenceModel:
                 if not self._complete(folder):
                     stage("export")
                     self._export_to(folder, shape)
-                    release_free_memory()   # the export's garbage, before the runtime loads
+                    trim_heap()   # the export's garbage, before the runtime loads
                 else:
                     os.utime(folder)   # recently used: pruning keeps it
                 stage("load")

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from . import engine as _engine
 from .engine import EngineError, InferenceModel
 
 ONNX_FILE = "model.onnx"
+WEIGHTS_FILE = "weights.bin"   # its initializers, as ONNX external data
 OPSET = 17
 INSTALL_HINT = 'pip install "ppddpm[onnx]" (in a checkout: pip install -e ".[onnx]")'
 _NORM_OPS = ("1.group_norm", "1.instance_norm")
@@ -104,15 +105,71 @@ def _silenced():
             os.close(fd)
 
 
-def convert(paddle_dir: str, onnx_path: str) -> None:
-    """paddle2onnx, in-process, of the ``engine.export`` in ``paddle_dir`` (norm epsilons
-    fixed first) to ``onnx_path``. No constant folding here: ONNX Runtime folds at load."""
+def _paddle2onnx(graph: str, params: str) -> bytes:
     import paddle2onnx
+    with _silenced():   # its C++ core prints "[Paddle2ONNX] ..." lines on every export
+        return paddle2onnx.export(graph, params, None, opset_version=OPSET,
+                                  enable_onnx_checker=False, verbose=False)
+
+
+def undefined_inputs(model) -> List[str]:
+    """Names that nodes read but nothing defines (graph input, initializer, node output), in
+    order of first use: the parameters of a graph converted without its weights."""
+    defined = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer}
+    defined |= {o for n in model.graph.node for o in n.output} | {""}
+    seen, names = set(), []
+    for node in model.graph.node:
+        for name in node.input:
+            if name not in defined and name not in seen:
+                seen.add(name)
+                names.append(name)
+    return names
+
+
+def attach_external_weights(model, weights: Dict[str, object], folder: str) -> None:
+    """Add every undefined input of ``model`` as an initializer whose data lives in
+    ``folder/WEIGHTS_FILE`` (ONNX external data), written one array at a time from
+    ``weights`` (name -> paddle tensor or array). Offsets are page-aligned, so ONNX Runtime
+    may map the file instead of reading it."""
+    from onnx import TensorProto, helper
+    offset = 0
+    with open(os.path.join(folder, WEIGHTS_FILE), "wb") as f:
+        for name in undefined_inputs(model):
+            value = weights[name]
+            arr = np.ascontiguousarray(value.numpy() if hasattr(value, "numpy") else value)
+            f.write(b"\0" * (-offset % 4096))
+            offset += -offset % 4096
+            f.write(arr.tobytes())
+            tensor = TensorProto(name=name, dims=list(arr.shape),
+                                 data_type=helper.np_dtype_to_tensor_dtype(arr.dtype),
+                                 data_location=TensorProto.EXTERNAL)
+            for key, val in (("location", WEIGHTS_FILE), ("offset", str(offset)),
+                             ("length", str(arr.nbytes))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, val
+            model.graph.initializer.append(tensor)
+            offset += arr.nbytes
+
+
+def convert(paddle_dir: str, onnx_path: str, weights: Optional[Dict[str, object]] = None) -> None:
+    """paddle2onnx, in-process, of the ``engine.export`` in ``paddle_dir`` (norm epsilons
+    fixed first) to ``onnx_path``. No constant folding here: ONNX Runtime folds at load.
+
+    ``weights`` (parameter name -> tensor, the exported network's): convert the graph without
+    its weights and write them beside it from these tensors (``attach_external_weights``).
+    paddle2onnx 2.1 holds about five copies of the weights while converting them (+690 MB
+    for the CIFAR-10 UNet, which was a first call's peak memory); without them it converts
+    170 KB. Where a name is missing the weights are converted the usual way."""
+    import onnx
     graph, params = _engine.model_files(paddle_dir)
     fix_norm_epsilons(graph)
-    with _silenced():   # its C++ core prints "[Paddle2ONNX] ..." lines on every export
-        raw = paddle2onnx.export(graph, params, None, opset_version=OPSET,
-                                 enable_onnx_checker=False, verbose=False)
+    if weights is not None:
+        model = onnx.load_from_string(_paddle2onnx(graph, os.path.join(paddle_dir, "none")))
+        if all(name in weights for name in undefined_inputs(model)):
+            attach_external_weights(model, weights, os.path.dirname(onnx_path))
+            onnx.save(model, onnx_path)
+            return
+    raw = _paddle2onnx(graph, params)
     with open(onnx_path, "wb") as f:
         f.write(raw)
 
@@ -134,8 +191,10 @@ class OnnxModel(InferenceModel):
     def _write(self, tmp: str, shape) -> None:
         paddle_dir = os.path.join(tmp, "paddle")
         os.mkdir(paddle_dir)
-        _engine.export(self.model, paddle_dir, shape, self.num_classes is not None)
-        convert(paddle_dir, os.path.join(tmp, ONNX_FILE))
+        net = _engine.export(self.model, paddle_dir, shape, self.num_classes is not None)
+        weights = {p.name: p for p in net.parameters()}
+        weights.update((b.name, b) for b in net.buffers() if b.name not in weights)
+        convert(paddle_dir, os.path.join(tmp, ONNX_FILE), weights)
         shutil.rmtree(paddle_dir)   # the cache keeps only what the session reads
 
     def _load(self, folder: str):

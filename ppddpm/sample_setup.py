@@ -59,7 +59,7 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
     from .images import parse_num_images
     from .pretrained import load_pretrained
     from .config_checks import checked_sampler
-    from .memory import release_free_memory
+    from .heap import trim_heap
     import paddle
     from .sampling import image_shape
 
@@ -78,5 +78,5 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
     model = make_engine(model, choose_engine_kind(engine, shape, params), image_shape=shape,
                         keep_model=False)
     if not isinstance(model, paddle.nn.Layer):   # an engine: the dygraph weights are garbage now
-        release_free_memory()
+        trim_heap()
     return SamplingSetup(model, sampler, shape, grid, file_cfg)

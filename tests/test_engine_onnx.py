@@ -98,6 +98,41 @@ def test_micro_batches_give_the_same_outputs_with_labels(cache):
     check_micro_batches(engine_onnx.OnnxModel(model, SHAPE, cache_dir=cache, threads=1), model)
 
 
+def test_weights_written_beside_the_graph_equal_paddle2onnx_own(tmp_path):
+    """The graph converted without its weights plus the weights written from the network
+    (external data) runs exactly as paddle2onnx's own conversion with the weights; a network
+    whose program names a weight the mapping lacks gets the usual conversion."""
+    import onnxruntime as ort
+    model, _ = tiny("fpn", seed=8)
+    paddle_dir = tmp_path / "paddle"
+    paddle_dir.mkdir()
+    net = engine_mod.export(model, str(paddle_dir), SHAPE, False)
+    weights = {p.name: p for p in net.parameters()}
+    outs = {}
+    for name, given in (("split", weights), ("whole", None),
+                        ("fallback", dict(list(weights.items())[1:]))):
+        folder = tmp_path / name
+        folder.mkdir()
+        engine_onnx.convert(str(paddle_dir), str(folder / "model.onnx"), given)
+        assert (folder / "weights.bin").exists() == (name == "split")
+        session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).standard_normal([3] + SHAPE).astype(np.float32)
+        outs[name] = session.run(None, {"x": x, "t": np.array([0, 7, 19])})[0]
+    assert np.abs(outs["whole"]).max() > 0.1
+    np.testing.assert_array_equal(outs["split"], outs["whole"])
+    np.testing.assert_array_equal(outs["fallback"], outs["whole"])
+
+
+def test_damaged_weights_file_is_exported_again(unet, tmp_path):
+    first = engine_onnx.OnnxModel(unet, SHAPE, cache_dir=str(tmp_path), threads=1)
+    with open(os.path.join(first.path, "weights.bin"), "r+b") as f:
+        f.truncate(1000)
+    again = engine_onnx.OnnxModel(unet, SHAPE, cache_dir=str(tmp_path), threads=1)
+    assert again.exported and again.path == first.path
+    x, t = paddle.ones([2] + SHAPE), paddle.to_tensor([0, 19])
+    np.testing.assert_allclose(again(x, t).numpy(), unet(x, t).numpy(), atol=1e-4)
+
+
 def test_legacy_network(cache):
     legacy, _ = tiny("legacy_unet", seed=7)
     eng = make_engine(legacy, "onnxruntime", image_shape=SHAPE, cache_dir=cache, threads=1)
@@ -112,7 +147,8 @@ def test_legacy_network(cache):
 
 
 def test_cache_is_reused_and_kept_apart_from_the_predictors(unet, engine, cache, monkeypatch):
-    assert engine.exported and sorted(os.listdir(engine.path)) == ["meta.json", "model.onnx"]
+    assert engine.exported and sorted(os.listdir(engine.path)) == ["meta.json", "model.onnx",
+                                                                   "weights.bin"]
 
     def no_export(*a, **k):
         raise AssertionError("exported again although the cache holds this network")
