@@ -149,3 +149,46 @@ def test_a_suspended_progressive_run_leaves_gradients_on():
     w.stop_gradient = False
     (w * w).sum().backward()
     assert w.grad is not None and float(w.grad.sum()) == 6.0
+
+
+@pytest.mark.parametrize("make, steps_with_noise", [
+    (lambda d: DDIMSampler(d, num_steps=5, eta=0.0), 0),     # x_T only
+    (lambda d: DDIMSampler(d, num_steps=5, eta=0.5), 4),     # the last step has sigma = 0
+    (lambda d: DDPMSampler(d), 19),                          # no noise at t = 0
+])
+def test_noise_is_drawn_only_while_a_step_reads_it(monkeypatch, make, steps_with_noise):
+    """Samples equal the old rule (draw i + 1 handed to step i, every step) bit for bit, and
+    nothing is drawn after the last step that reads noise."""
+    import ppddpm.samplers.base as base_mod
+    d = GaussianDiffusion(get_beta_schedule("linear", 20, 1e-3, 0.2))
+    sampler, shape = make(d), [3, 2, 4, 4]
+    draws = []
+
+    class Counting(NoiseStream):
+        def next(self):
+            draws.append(1)
+            return super().next()
+    monkeypatch.setattr(base_mod, "NoiseStream", Counting)
+    got = sampler.sample(toy_model, shape, seed=11, progress=False).numpy()
+    assert len(draws) == 1 + steps_with_noise
+    stream = NoiseStream(11, range(3), shape[1:])
+    x = stream.next()
+    with paddle.no_grad():
+        for t, t_prev in sampler.steps:
+            x, _ = sampler.step(toy_model, x, t, t_prev, stream.next())
+    np.testing.assert_array_equal(got, x.numpy())
+
+
+@pytest.mark.parametrize("mean_type", ["eps", "x0", "xprev"])
+def test_predictions_without_the_posterior_are_the_same(mean_type):
+    d = GaussianDiffusion(get_beta_schedule("linear", 20, 1e-3, 0.2), mean_type, "learned_range")
+    x = paddle.randn([2, 3, 4, 4])
+    t = paddle.to_tensor([3, 17])
+
+    def net(x, t):   # mean and variance channels
+        return paddle.concat([toy_model(x, t), 0.1 * x], axis=1)
+    full = d.p_mean_variance(net, x, t, clip_denoised=True)
+    lean = d.p_mean_variance(net, x, t, clip_denoised=True, posterior=False)
+    assert sorted(lean) == ["model_output", "pred_x0"]
+    for key in lean:
+        np.testing.assert_array_equal(lean[key].numpy(), full[key].numpy())

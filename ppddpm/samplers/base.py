@@ -42,8 +42,14 @@ class Sampler:
         """Forget per-run state (a multistep solver's history); called by ``progressive``."""
 
     def step(self, model, x, t: int, t_prev: int, noise):
-        """One reverse step from x_t to x_{t_prev}; ``t`` and ``t_prev`` are plain ints."""
+        """One reverse step from x_t to x_{t_prev}; ``t`` and ``t_prev`` are plain ints.
+        ``noise`` is None for a step after the last one that ``uses_noise``."""
         raise NotImplementedError
+
+    def uses_noise(self, t: int, t_prev: int) -> bool:
+        """Whether ``step(t, t_prev)`` reads its noise (deterministic samplers: never). Noise
+        past the last step that reads it is not drawn: DDIM with eta 0 draws only x_T."""
+        return True
 
     def progressive(self, model, shape: Sequence[int], every: int = 1, seed: int = 0,
                     index_offset: int = 0, noise: Optional[paddle.Tensor] = None,
@@ -61,8 +67,12 @@ class Sampler:
         self.reset()
         N = int(shape[0])
         model = with_labels(model, y, guidance_scale)   # every step calls model(x, t)
+        # Step i reads draw i + 1 of each image's stream (draw 0 is x_T), as long as any
+        # step from i on reads noise; after the last such step nothing more is drawn.
+        last_noisy = max((i for i, (t, t_prev) in enumerate(self.steps)
+                          if self.uses_noise(t, t_prev)), default=-1)
         stream = NoiseStream(seed, range(index_offset, index_offset + N), shape[1:],
-                             max_draws=len(self.steps) + 1)
+                             max_draws=last_noisy + 2)
         x = stream.next()
         if noise is not None:
             x = paddle.to_tensor(noise, dtype="float32")
@@ -71,7 +81,8 @@ class Sampler:
             # no_grad around each step only: a generator suspended (or abandoned) inside a
             # no_grad context would leave gradients off for the whole process meanwhile.
             with paddle.no_grad():
-                x, pred_x0 = self.step(model, x, t, t_prev, stream.next())
+                x, pred_x0 = self.step(model, x, t, t_prev,
+                                       stream.next() if i <= last_noisy else None)
             if (i + 1) % every == 0 or i + 1 == len(self.steps):
                 yield {"t": t_prev, "x": to_unit_range(x, model),
                        "pred_x0": to_unit_range(pred_x0, model)}

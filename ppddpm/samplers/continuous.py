@@ -50,7 +50,7 @@ def model_predictions(diffusion, model, x, t: int, clip_denoised: bool, clipped_
     """
     t_vec = paddle.full([x.shape[0]], t, dtype="int64")
     out = diffusion.p_mean_variance(model, x, t_vec, clip_denoised=False,
-                                    model_kwargs=model_kwargs)
+                                    model_kwargs=model_kwargs, posterior=False)
     x0 = out["pred_x0"]
     if diffusion.mean_type is MeanType.EPS:
         eps = out["model_output"]

@@ -44,12 +44,19 @@ class DDIMSampler(Sampler):
         # alpha-bar with abar[-1] = 1 stored at index 0, so t_prev = -1 needs no special case.
         self._abar = np.append(1.0, diffusion.alphas_cumprod)
 
+    def _sigma(self, t: int, t_prev: int) -> float:
+        """eq. 16"""
+        abar_t, abar_prev = float(self._abar[t + 1]), float(self._abar[t_prev + 1])
+        return self.eta * np.sqrt((1 - abar_prev) / (1 - abar_t)) * np.sqrt(1 - abar_t / abar_prev)
+
+    def uses_noise(self, t: int, t_prev: int) -> bool:
+        return self._sigma(t, t_prev) > 0
+
     def step(self, model, x, t, t_prev, noise):
         pred_x0, eps = model_predictions(self.diffusion, model, x, t, self.clip_denoised,
                                          self.clipped_eps, self.model_kwargs)
-        abar_t = float(self._abar[t + 1])
         abar_prev = float(self._abar[t_prev + 1])
-        sigma = self.eta * np.sqrt((1 - abar_prev) / (1 - abar_t)) * np.sqrt(1 - abar_t / abar_prev)
+        sigma = self._sigma(t, t_prev)
         dir_coef = np.sqrt(max(1 - abar_prev - sigma ** 2, 0.0))
         x_prev = np.sqrt(abar_prev) * pred_x0 + dir_coef * eps
         if sigma > 0:

@@ -20,6 +20,9 @@ class DDPMSampler(Sampler):
         T = diffusion.num_timesteps
         self.steps = [(t, t - 1) for t in range(T - 1, -1, -1)]
 
+    def uses_noise(self, t: int, t_prev: int) -> bool:
+        return t_prev >= 0
+
     def step(self, model, x, t, t_prev, noise):
         t_vec = paddle.full([x.shape[0]], t, dtype="int64")
         out = self.diffusion.p_mean_variance(model, x, t_vec, clip_denoised=self.clip_denoised,

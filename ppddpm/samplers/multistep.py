@@ -105,6 +105,9 @@ class MultistepSolver(Sampler):
     def reset(self) -> None:
         self.history: List[tuple] = []   # (t, output tensor), newest last
 
+    def uses_noise(self, t: int, t_prev: int) -> bool:
+        return False   # ODE solvers: x_T is the only noise
+
     def predictions(self, model, x, t: int):
         return model_predictions(self.diffusion, model, x, t, self.clip_denoised,
                                  self.clipped_eps, self.model_kwargs)
