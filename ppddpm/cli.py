@@ -230,12 +230,27 @@ def run_convert(args, cfg: Config) -> None:
     _say(args, f"wrote {out} ({'EMA' if args.convert_ema else 'raw'} weights of iteration {iters})")
 
 
+def _expected_model(args, cfg: Config):
+    """The network the user asked for with -o model.*, else None (take the file's)."""
+    return cfg.model if any(o.startswith("model.") for o in args.override) else None
+
+
 def sampling_setup(args, cfg: Config):
-    """The command line's side of sample_setup.prepare_sampling (shared with --mode eval)."""
+    """The command line's side of sample_setup.prepare_sampling."""
     from .sample_setup import prepare_sampling
-    expect = cfg.model if any(o.startswith("model.") for o in args.override) else None
     return prepare_sampling(cfg, args.pretrained_path, engine=args.engine,
-                            var_type=args.var_type, map_config=expect)
+                            var_type=args.var_type, map_config=_expected_model(args, cfg))
+
+
+def eval_options(args, cfg: Config):
+    """evaluate.EvalOptions from the command line (--mode eval and fid_stats)."""
+    from .evaluate import EvalOptions
+    return EvalOptions(pretrained_path=args.pretrained_path, num_samples=args.num_samples,
+                       samples=args.samples, metrics=args.metrics, fid_stats=args.fid_stats,
+                       eval_out=args.eval_out, inception_weights=args.inception_weights,
+                       inception_batch=args.inception_batch, engine=args.engine,
+                       var_type=args.var_type, map_config=_expected_model(args, cfg),
+                       quiet=args.quiet)
 
 
 def run_denoise(args, cfg: Config) -> None:
@@ -271,8 +286,10 @@ def run_denoise(args, cfg: Config) -> None:
     guide = dict(labels=labels, guidance_scale=cfg.sample.guidance_scale)
     if list(shape) == [2, 1, 1]:  # 2-D points (toy sets): scatter, GIF and quality JSON
         from .toy_output import run_toy_denoise
-        return run_toy_denoise(args, cfg, model, sampler, lambda message: _say(args, message),
-                               **guide)
+        return run_toy_denoise(cfg, model, sampler, lambda message: _say(args, message),
+                               args.pretrained_path, sequence=bool(args.sequence),
+                               save_path=args.save_path, progress=bars_wanted(args.quiet),
+                               show=args.show, save_npz=args.save_npz, **guide)
     progress = bars_wanted(args.quiet)
     if args.sequence:
         if not dist.is_main():
@@ -374,6 +391,6 @@ def _run_mode(args, cfg: Config, mode: str) -> None:
             eval_out = [("--eval_out", os.path.dirname(args.eval_out))] if args.eval_out else []
             prepare_output_dirs(eval_out if args.samples and eval_out else
                                 output_folders(cfg, "eval", extra=eval_out), keep=False)
-        (run_eval if mode == "eval" else run_fid_stats)(args, cfg)
+        (run_eval if mode == "eval" else run_fid_stats)(eval_options(args, cfg), cfg)
     else:
         run_denoise(args, cfg)

@@ -149,7 +149,6 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                         "training: 1.29 instead of 1.43 GiB) at about a third more time per step")
     for flag, (key, typ, text) in CONFIG_FLAGS.items():
         p.add_argument(f"--{flag}", type=typ, default=None, help=text)  # cli_help adds the key
-    from .evaluate import add_eval_args
     add_eval_args(p)
     p.add_argument("--convert_format", choices=("pdparam", "safetensors"), default=None,
                    help="convert: write the inference file as a paddle.save .pdparam (loadable "
@@ -237,3 +236,31 @@ def model_follows_data(overrides) -> list:
     if "data.image_size" in given and "model.resolution" not in given:
         out.append(("model.resolution", given["data.image_size"]))
     return out
+
+
+def add_eval_args(p) -> None:
+    """--mode eval / fid_stats flags (read by cli.eval_options into evaluate.EvalOptions)."""
+    from .evaluate import PUBLISHED_NUM_SAMPLES
+    from .metrics.inception_weights import ENV_VAR, WEIGHTS_FILE
+    g = p.add_argument_group("evaluation (--mode eval | fid_stats)")
+    g.add_argument("--inception_weights", default=None,
+                   help=f"pytorch-fid's FID Inception weights {WEIGHTS_FILE} (read without "
+                        f"PyTorch, converted once to a .pdparams cache); default: ${ENV_VAR}")
+    g.add_argument("--num_samples", type=int, default=PUBLISHED_NUM_SAMPLES,
+                   help="eval: images to generate from --pretrained_path (published numbers "
+                        "use 50000)")
+    g.add_argument("--fid_stats", default=None,
+                   help="reference statistics .npz (ppddpm's or pytorch-fid's mu/sigma); "
+                        "fid_stats writes it there, eval computes it there if it is missing. "
+                        "Default: {data_dir}/fid_stats_{dataset}_{image_size}_train.npz")
+    g.add_argument("--samples", default=None,
+                   help="eval: a folder of images or a uint8 NHWC .npz (arr_0) to evaluate "
+                        "instead of generating from a checkpoint")
+    g.add_argument("--eval_out", default=None,
+                   help="eval: JSON file for the results (default: {sample_dir}/eval_*.json)")
+    g.add_argument("--inception_batch", type=int, default=50,
+                   help="images per Inception forward pass")
+    g.add_argument("--metrics", choices=("fid", "bpd"), default="fid",
+                   help="eval: fid (FID/IS/precision/recall/KID of samples) or bpd (the "
+                        "test-set negative log-likelihood bound in bits/dim of "
+                        "--pretrained_path, DDPM Table 2; ppddpm/likelihood.py)")

@@ -15,46 +15,40 @@ import re
 import shutil
 import sys
 import warnings
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, ModelConfig
 from .errors import CheckpointError
 from .fileio import atomic_write
 from .resumable import missing_ranges, run_resumable  # noqa: F401  (missing_ranges: part of this module's API)
-from .metrics.inception_weights import ENV_VAR, WEIGHTS_FILE
+from .metrics.inception_weights import WEIGHTS_FILE
 
 PUBLISHED_NUM_SAMPLES = 50000
 
 
-def add_eval_args(p) -> None:
-    g = p.add_argument_group("evaluation (--mode eval | fid_stats)")
-    g.add_argument("--inception_weights", default=None,
-                   help=f"pytorch-fid's FID Inception weights {WEIGHTS_FILE} (read without "
-                        f"PyTorch, converted once to a .pdparams cache); default: ${ENV_VAR}")
-    g.add_argument("--num_samples", type=int, default=PUBLISHED_NUM_SAMPLES,
-                   help="eval: images to generate from --pretrained_path (published numbers "
-                        "use 50000)")
-    g.add_argument("--fid_stats", default=None,
-                   help="reference statistics .npz (ppddpm's or pytorch-fid's mu/sigma); "
-                        "fid_stats writes it there, eval computes it there if it is missing. "
-                        "Default: {data_dir}/fid_stats_{dataset}_{image_size}_train.npz")
-    g.add_argument("--samples", default=None,
-                   help="eval: a folder of images or a uint8 NHWC .npz (arr_0) to evaluate "
-                        "instead of generating from a checkpoint")
-    g.add_argument("--eval_out", default=None,
-                   help="eval: JSON file for the results (default: {sample_dir}/eval_*.json)")
-    g.add_argument("--inception_batch", type=int, default=50,
-                   help="images per Inception forward pass")
-    g.add_argument("--metrics", choices=("fid", "bpd"), default="fid",
-                   help="eval: fid (FID/IS/precision/recall/KID of samples) or bpd (the "
-                        "test-set negative log-likelihood bound in bits/dim of "
-                        "--pretrained_path, DDPM Table 2; ppddpm/likelihood.py)")
+@dataclass
+class EvalOptions:
+    """What ``--mode eval`` and ``--mode fid_stats`` take beyond the Config (the command line
+    builds it: cli.eval_options)."""
+    pretrained_path: Optional[str] = None
+    num_samples: int = PUBLISHED_NUM_SAMPLES
+    samples: Optional[str] = None         # evaluate these images instead of generating
+    metrics: str = "fid"                  # fid | bpd
+    fid_stats: Optional[str] = None
+    eval_out: Optional[str] = None
+    inception_weights: Optional[str] = None
+    inception_batch: int = 50
+    engine: str = "auto"
+    var_type: Optional[str] = None        # a reverse-process variance replacing the file's
+    map_config: Optional[ModelConfig] = None   # the network expected, None: the file's
+    quiet: bool = False
 
 
-def _say(args, message: str) -> None:
-    if not args.quiet:
+def _say(opts: EvalOptions, message: str) -> None:
+    if not opts.quiet:
         print(message, flush=True)
 
 
@@ -79,26 +73,25 @@ def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, fol
     return run_resumable(folder, meta, n, batch, compute, "eval samples", progress)
 
 
-def _generate_for_eval(args, cfg: Config):
+def _generate_for_eval(opts: EvalOptions, cfg: Config):
     """(ImageSource or None on other ranks, info dict) from --pretrained_path."""
-    from .cli import sampling_setup
     from .labels import balanced_labels, sampling_classes
     from .metrics.features import from_array
     from .sampling import sampler_description
 
-    if not args.pretrained_path:
+    if not opts.pretrained_path:
         raise CheckpointError("eval needs --pretrained_path (a checkpoint to generate from) or "
                               "--samples (a folder or .npz of images to evaluate)")
-    if args.num_samples < 1:
-        raise ConfigError(f"--num_samples must be >= 1, got {args.num_samples}")
-    setup = sampling_setup(args, cfg)
+    if opts.num_samples < 1:
+        raise ConfigError(f"--num_samples must be >= 1, got {opts.num_samples}")
+    setup = _sampling_setup(opts, cfg)
     model, sampler, shape = setup.model, setup.sampler, setup.shape
-    n, batch, s = args.num_samples, cfg.sample.batchsize or cfg.train.batchsize, cfg.sample
+    n, batch, s = opts.num_samples, cfg.sample.batchsize or cfg.train.batchsize, cfg.sample
     desc = sampler_description(sampler)
-    classes = sampling_classes(s, setup.file_config, args.pretrained_path)
+    classes = sampling_classes(s, setup.file_config, opts.pretrained_path)
     labels = None if classes is None else balanced_labels(classes, n)   # class-balanced
-    meta = {"pretrained_path": os.path.abspath(args.pretrained_path),
-            "pretrained_bytes": os.path.getsize(args.pretrained_path), "sampler": desc,
+    meta = {"pretrained_path": os.path.abspath(opts.pretrained_path),
+            "pretrained_bytes": os.path.getsize(opts.pretrained_path), "sampler": desc,
             "respacing": s.respacing, "skip": s.skip if s.sampler == "ddim" else None,
             "clip_denoised": s.clip_denoised, "seed": s.seed, "shape": list(shape)}
     if classes is not None:   # (unconditional runs keep their old meta, so their files stay valid)
@@ -107,19 +100,19 @@ def _generate_for_eval(args, cfg: Config):
         meta["spacing"] = s.spacing
     base = os.path.join(s.sample_dir, f"{s.sample_postfix}_eval")
     path = f"{base}{n}.npz"
-    info = {"checkpoint": args.pretrained_path,
-            "checkpoint_iteration": checkpoint_iteration(args.pretrained_path),
+    info = {"checkpoint": opts.pretrained_path,
+            "checkpoint_iteration": checkpoint_iteration(opts.pretrained_path),
             "sampler": desc, "sampler_steps": sampler.num_steps, "sample_seed": s.seed,
             "samples": path}
     if classes is not None:
         info.update(class_labels=classes, guidance_scale=s.guidance_scale)
     images = _finished_samples(path, meta)
     if images is not None:
-        _say(args, f"eval: reusing {path} ({n} samples of these settings)")
+        _say(opts, f"eval: reusing {path} ({n} samples of these settings)")
         return from_array(images, path), info
-    _say(args, f"eval: {n} samples from {args.pretrained_path} with {desc}, batch {batch}")
+    _say(opts, f"eval: {n} samples from {opts.pretrained_path} with {desc}, batch {batch}")
     images = generate_resumable(model, sampler, n, shape, batch, s.seed, base + ".partial",
-                                meta, progress=not args.quiet, labels=labels,
+                                meta, progress=not opts.quiet, labels=labels,
                                 guidance_scale=s.guidance_scale)
     if images is None:
         return None, info
@@ -127,6 +120,12 @@ def _generate_for_eval(args, cfg: Config):
     atomic_write(path, lambda fh: np.savez(fh, arr_0=images, ppddpm_meta=np.str_(text)))
     shutil.rmtree(base + ".partial", ignore_errors=True)
     return from_array(images, path), info
+
+
+def _sampling_setup(opts: EvalOptions, cfg: Config):
+    from .sample_setup import prepare_sampling
+    return prepare_sampling(cfg, opts.pretrained_path, engine=opts.engine,
+                            var_type=opts.var_type, map_config=opts.map_config)
 
 
 def _finished_samples(path: str, meta: dict) -> Optional[np.ndarray]:
@@ -168,28 +167,28 @@ def compute_metrics(feats: np.ndarray, logits: np.ndarray, ref) -> dict:
     return out
 
 
-def _inception(args):
+def _inception(opts: EvalOptions):
     """(model, weights SHA-256, weights path, runner): runner is the Paddle Inference
     predictor (--engine auto on the CPU, or inference) or None for the dynamic graph."""
     from .metrics.inception import load_inception
     from .metrics.inception_engine import make_inception_runner
     from .metrics.inception_weights import resolve_weights_path
-    path = resolve_weights_path(args.inception_weights)
+    path = resolve_weights_path(opts.inception_weights)
     model, sha = load_inception(path)
-    runner = make_inception_runner(model, sha, getattr(args, "engine", "auto"),
+    runner = make_inception_runner(model, sha, opts.engine,
                                    notice=lambda m: print(m, file=sys.stderr, flush=True))
     return model, sha, path, runner
 
 
-def _compute_reference(args, cfg: Config, model, sha: str, path: str, runner=None):
+def _compute_reference(opts: EvalOptions, cfg: Config, model, sha: str, path: str, runner=None):
     """Compute the training set's statistics with the Inception and cache them at ``path``."""
     from .metrics.features import inception_features
     from .metrics.stats import dataset_source, save_stats
 
     source = dataset_source(cfg.data)
-    _say(args, f"computing reference statistics of {source.description} -> {path}")
-    feats, logits = inception_features(model, source, args.inception_batch,
-                                       progress=not args.quiet, desc="reference", runner=runner)
+    _say(opts, f"computing reference statistics of {source.description} -> {path}")
+    feats, logits = inception_features(model, source, opts.inception_batch,
+                                       progress=not opts.quiet, desc="reference", runner=runner)
     return save_stats(path, feats, source.description, sha, logits)
 
 
@@ -198,37 +197,37 @@ def _default_stats(cfg: Config) -> str:
     return default_stats_path(cfg.data)
 
 
-def run_fid_stats(args, cfg: Config) -> None:
+def run_fid_stats(opts: EvalOptions, cfg: Config) -> None:
     from .metrics.stats import dataset_source, load_stats
     from .train import dist
 
     dist.init_distributed()
     if not dist.is_main():
         return
-    model, sha, _, runner = _inception(args)
-    path = args.fid_stats or _default_stats(cfg)
+    model, sha, _, runner = _inception(opts)
+    path = opts.fid_stats or _default_stats(cfg)
     if os.path.isfile(path):
         old = load_stats(path)
         if (old.weights_sha256 == sha and old.features is not None
                 and old.source == dataset_source(cfg.data).description):
-            _say(args, f"{path} is up to date ({old.num_images} images, {old.source})")
+            _say(opts, f"{path} is up to date ({old.num_images} images, {old.source})")
             return
-    ref = _compute_reference(args, cfg, model, sha, path, runner)
-    _say(args, f"wrote {path}: mu/sigma of {ref.num_images} images ({ref.source})")
+    ref = _compute_reference(opts, cfg, model, sha, path, runner)
+    _say(opts, f"wrote {path}: mu/sigma of {ref.num_images} images ({ref.source})")
 
 
-def _early_reference(args, cfg: Config, weights_path: str):
+def _early_reference(opts: EvalOptions, cfg: Config, weights_path: str):
     """Before hours of sampling: the reference statistics if they exist (checked against the
     weights), else make sure the training set they will be computed from is there."""
     from .metrics.inception import file_digest
     from .metrics.stats import check_same_weights, dataset_source, load_stats
 
-    path = args.fid_stats or _default_stats(cfg)
+    path = opts.fid_stats or _default_stats(cfg)
     if os.path.isfile(path):
         ref = load_stats(path)
         check_same_weights(ref, file_digest(weights_path))
         if ref.weights_sha256 is None:
-            _say(args, f"note: {path} does not say which Inception weights made it; it must come "
+            _say(opts, f"note: {path} does not say which Inception weights made it; it must come "
                        f"from pytorch-fid's {WEIGHTS_FILE} for the FID to mean anything")
         return ref
     dataset_source(cfg.data)   # raises DatasetError naming the fix when the data is missing
@@ -242,35 +241,35 @@ def _warn_count(n: int) -> None:
               file=sys.stderr, flush=True)
 
 
-def run_eval(args, cfg: Config) -> None:
+def run_eval(opts: EvalOptions, cfg: Config) -> None:
     from .metrics.features import inception_features, open_samples
     from .metrics.inception_weights import resolve_weights_path
     from .train import dist
 
     dist.init_distributed()
-    if getattr(args, "metrics", "fid") == "bpd":
-        return run_bpd(args, cfg)
-    weights_path = resolve_weights_path(args.inception_weights)   # fail before sampling
-    ref = _early_reference(args, cfg, weights_path) if dist.is_main() else None
-    if args.samples:
-        source = open_samples(args.samples) if dist.is_main() else None
-        info = {"samples": os.path.abspath(args.samples), "checkpoint": None,
+    if opts.metrics == "bpd":
+        return run_bpd(opts, cfg)
+    weights_path = resolve_weights_path(opts.inception_weights)   # fail before sampling
+    ref = _early_reference(opts, cfg, weights_path) if dist.is_main() else None
+    if opts.samples:
+        source = open_samples(opts.samples) if dist.is_main() else None
+        info = {"samples": os.path.abspath(opts.samples), "checkpoint": None,
                 "checkpoint_iteration": None, "sampler": None, "sampler_steps": None}
         if source is not None:
             _warn_count(len(source))
     else:
         if dist.is_main():
-            _warn_count(args.num_samples)    # before sampling, not hours later
-        source, info = _generate_for_eval(args, cfg)
+            _warn_count(opts.num_samples)    # before sampling, not hours later
+        source, info = _generate_for_eval(opts, cfg)
     if not dist.is_main():
         return
     n = len(source)
-    model, sha, wpath, runner = _inception(args)
+    model, sha, wpath, runner = _inception(opts)
     if ref is None:
-        ref = _compute_reference(args, cfg, model, sha, args.fid_stats or _default_stats(cfg),
+        ref = _compute_reference(opts, cfg, model, sha, opts.fid_stats or _default_stats(cfg),
                                  runner)
-    feats, logits = inception_features(model, source, args.inception_batch,
-                                       progress=not args.quiet, desc="inception", runner=runner)
+    feats, logits = inception_features(model, source, opts.inception_batch,
+                                       progress=not opts.quiet, desc="inception", runner=runner)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         results = compute_metrics(feats, logits, ref)
@@ -282,34 +281,33 @@ def run_eval(args, cfg: Config) -> None:
                     "reference": ref.path, "reference_source": ref.source,
                     "reference_num_images": ref.num_images, "inception_weights": wpath,
                     "inception_sha256": sha})
-    out = args.eval_out or os.path.join(cfg.sample.sample_dir, _eval_name(args, cfg))
+    out = opts.eval_out or os.path.join(cfg.sample.sample_dir, _eval_name(opts, cfg))
     text = json.dumps(results, indent=2)
     atomic_write(out, lambda fh: fh.write(text.encode()))
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
-    _say(args, f"FID {fmt(results['fid'])}  IS {fmt(results['is_mean'])} ± {fmt(results['is_std'])}  "
+    _say(opts, f"FID {fmt(results['fid'])}  IS {fmt(results['is_mean'])} ± {fmt(results['is_std'])}  "
                f"precision {fmt(results['precision'])}  recall {fmt(results['recall'])}  "
                f"KID {fmt(results['kid_mean'])}  ({n} samples; reference {ref.path})")
-    _say(args, f"wrote {out}")
+    _say(opts, f"wrote {out}")
 
 
-def _eval_name(args, cfg: Config) -> str:
-    if args.samples:
-        return f"eval_{os.path.splitext(os.path.basename(os.path.normpath(args.samples)))[0]}.json"
-    return f"eval_{cfg.sample.sample_postfix}_{args.num_samples}.json"
+def _eval_name(opts: EvalOptions, cfg: Config) -> str:
+    if opts.samples:
+        return f"eval_{os.path.splitext(os.path.basename(os.path.normpath(opts.samples)))[0]}.json"
+    return f"eval_{cfg.sample.sample_postfix}_{opts.num_samples}.json"
 
 
 # -- bits/dim (--metrics bpd) ------------------------------------------------------
 
 
-def run_bpd(args, cfg: Config) -> None:
+def run_bpd(opts: EvalOptions, cfg: Config) -> None:
     """The bound of every test image (up to --num_samples), resumable and distributed."""
-    from .cli import sampling_setup
     from .likelihood import evaluate_bpd
 
-    if not args.pretrained_path:
+    if not opts.pretrained_path:
         raise CheckpointError("--metrics bpd needs --pretrained_path (the model to evaluate)")
-    setup = sampling_setup(args, cfg)
+    setup = _sampling_setup(opts, cfg)
     model, sampler = setup.model, setup.sampler
-    evaluate_bpd(model, sampler.diffusion, cfg, args.pretrained_path, args.num_samples,
-                 args.eval_out, checkpoint_iteration(args.pretrained_path),
-                 progress=not args.quiet, say=lambda m: _say(args, m))
+    evaluate_bpd(model, sampler.diffusion, cfg, opts.pretrained_path, opts.num_samples,
+                 opts.eval_out, checkpoint_iteration(opts.pretrained_path),
+                 progress=not opts.quiet, say=lambda m: _say(opts, m))

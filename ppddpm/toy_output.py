@@ -259,35 +259,35 @@ def dataset_of_file(path: str) -> Optional[str]:
     return (cfg.get("data") or {}).get("dataset")
 
 
-def run_toy_denoise(args, cfg, model, sampler, say, labels=None, guidance_scale: float = 0.0) -> None:
-    """--mode denoise for 2-D models: sample_{postfix}.png/.json, and with --sequence
-    sequence_{postfix}.gif/.png (--save_path FILE.png: FILE.png/.json/.gif); --save_npz
-    writes the float points (and their labels); --show opens the PNG."""
+def run_toy_denoise(cfg, model, sampler, say, pretrained_path: str, sequence: bool = False,
+                    save_path: Optional[str] = None, progress: bool = True, show: bool = False,
+                    save_npz: bool = False, labels=None, guidance_scale: float = 0.0) -> None:
+    """--mode denoise for 2-D models: sample_{postfix}.png/.json, and with ``sequence``
+    sequence_{postfix}.gif/.png (``save_path`` FILE.png: FILE.png/.json/.gif); ``save_npz``
+    writes the float points (and their labels); ``show`` opens the PNG."""
     from .grid_output import show_image
     from .images import parse_num_images
-    from .progress import bars_wanted
     from .train import dist
     if not dist.is_main():
         return
-    dataset = dataset_of_file(args.pretrained_path)
+    dataset = dataset_of_file(pretrained_path)
     dataset = dataset if dataset and is_toy(dataset) else cfg.data.dataset
     n = parse_num_images(cfg.sample.num_images)[0]
     out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
-    stem = ("sequence_" if args.sequence else "sample_") + postfix
-    if args.save_path:
-        out_dir, stem = os.path.split(os.path.splitext(args.save_path)[0])
+    stem = ("sequence_" if sequence else "sample_") + postfix
+    if save_path:
+        out_dir, stem = os.path.split(os.path.splitext(save_path)[0])
     out = write_outputs(model, sampler, dataset, n, _sample_batch(cfg, n), out_dir or ".", stem,
-                        seed=cfg.sample.seed, gif=bool(args.sequence),
-                        progress=bars_wanted(args.quiet),
+                        seed=cfg.sample.seed, gif=bool(sequence), progress=progress,
                         labels=labels, guidance_scale=guidance_scale)
-    if args.sequence:   # every 5th of the GIF's frames, always ending with the result
+    if sequence:   # every 5th of the GIF's frames, always ending with the result
         frames = out["frames"]
         strip = frames[::5] if (len(frames) - 1) % 5 == 0 else frames[::5] + frames[-1:]
         save_frames_png(os.path.join(out_dir, stem + "_frames.png"), strip)
     say(f"wrote {out['png']}, {out['json']}" + (f" and {out['gif']}" if "gif" in out else ""))
-    if args.show:
+    if show:
         show_image(out["png"], lambda message: print(message, flush=True))
-    if args.save_npz:
+    if save_npz:
         path = os.path.join(out_dir, postfix + ".npz")
         extra = {} if labels is None else {"labels": np.asarray(labels)}
         atomic_write(path, lambda fh: np.savez(fh, points=out["points"], **extra))

@@ -175,7 +175,7 @@ def test_eval_warns_below_50k(evaluated):
 
 def test_eval_reuses_finished_samples(work, evaluated, monkeypatch):
     # A second eval of the same settings loads the finished .npz instead of sampling again.
-    from ppddpm.cli import resolve_config
+    from ppddpm.cli import eval_options, resolve_config
     from ppddpm.cli_args import build_parser
     from ppddpm.evaluate import _generate_for_eval
     import ppddpm.sampling as sampling
@@ -183,14 +183,16 @@ def test_eval_reuses_finished_samples(work, evaluated, monkeypatch):
     monkeypatch.setattr(sampling, "generate", lambda *a, **k: pytest.fail("regenerated"))
     args = build_parser("t").parse_args(["--pretrained_path", CKPT, "--num_samples", str(N),
                                          "--engine", "dygraph", "--quiet"])
-    source, info = _generate_for_eval(args, resolve_config(args, "tiny.yaml"))
+    cfg = resolve_config(args, "tiny.yaml")
+    source, info = _generate_for_eval(eval_options(args, cfg), cfg)
     saved = np.load(work["dir"] / "sample" / f"ddpm_cifar10_test_eval{N}.npz")["arr_0"]
     np.testing.assert_array_equal(np.stack(list(source)), saved)
     assert info["checkpoint_iteration"] == 123
     # other settings (another seed) do not reuse it: they would sample
     args.sample_seed = 5
+    cfg = resolve_config(args, "tiny.yaml")
     with pytest.raises(pytest.fail.Exception, match="regenerated"):
-        _generate_for_eval(args, resolve_config(args, "tiny.yaml"))
+        _generate_for_eval(eval_options(args, cfg), cfg)
 
 
 def test_eval_checks_the_reference_before_sampling(work, capfd, monkeypatch):
