@@ -231,6 +231,30 @@ def test_an_update_that_makes_weights_nan_writes_nothing(tmp_path):
                                                 str(tmp_path / "nan.pdparam"))
 
 
+def test_infinite_optimizer_state_is_never_written_nor_resumed(tmp_path):
+    """Gradients of 1e22 are finite, but Adam's second moment (1 - beta2) g^2 overflows
+    float32: the weights stay finite (the update divides by sqrt(inf)) and that weight would
+    never move again. Saving refuses it, and a checkpoint holding it (as an older version
+    wrote it) is refused on resume. (Gradient clipping off: the clipped norm would be 1.)"""
+    trainer = make_trainer(tmp_path, grad_clip=0.0)
+    trainer.fit(build_loader(trainer.dataset, trainer.micro_batch, seed=0, infinite=True))
+    saved = trainer.last_saved
+    param = trainer.model.parameters()[0]
+    (param * 1e22).sum().backward()   # every element's gradient is 1e22
+    trainer.optim.step()
+    assert all_finite(trainer.model.parameters())
+    state = trainer.optim.state_dict()
+    bad = first_non_finite(state)
+    assert bad is not None and "moment2" in bad
+    with pytest.raises(TrainingDiverged, match=f"optim.{bad} holds NaN or inf.*nothing was written"):
+        trainer.save_checkpoint()
+    assert trainer.last_saved == saved
+    atomic_save(trainer.state_dict(), str(tmp_path / "inf_optim.pdparam"))
+    with pytest.raises(CheckpointError, match="NaN or infinite optimizer state \\(optim\\..*moment2"):
+        make_trainer(tmp_path / "r").load_state(load_checkpoint(str(tmp_path / "inf_optim.pdparam")),
+                                                str(tmp_path / "inf_optim.pdparam"))
+
+
 def test_resume_with_an_overflowing_lr_names_a_finite_last_checkpoint(workdir, capsys):
     """--lr 1e39 is finite in Python but overflows float32: the losses stay finite and an
     update (the first or the second: it depends on Adam's moments) makes weights non-finite.

@@ -96,6 +96,10 @@ class Trainer:
             if bad is not None:
                 raise CheckpointError(f"{source} holds NaN or infinite weights ({entry}.{bad}); "
                                       "resume from an earlier checkpoint (--resume_ckpt_path)")
+        bad = first_non_finite(ckpt.get("optim") or {})
+        if bad is not None:   # Adam's moments: an inf second moment freezes its weight for good
+            raise CheckpointError(f"{source} holds a NaN or infinite optimizer state (optim.{bad}); "
+                                  "resume from an earlier checkpoint (--resume_ckpt_path)")
         load_state_strict(self.model, ckpt["model"], source)
         load_state_strict(self.ema.model, ckpt.get("model_ema", ckpt["model"]), source)
         if "optim" in ckpt:
@@ -109,8 +113,11 @@ class Trainer:
         self.last_saved = source
 
     def check_weights_finite(self) -> None:
-        """Refuse to write weights or EMA weights that hold NaN or inf."""
-        for name, state in (("model", self.model.state_dict()), ("model_ema", self.ema.state_dict())):
+        """Refuse to write weights, EMA weights or optimizer state that hold NaN or inf (an
+        infinite Adam second moment leaves finite weights but stops its weight for good: the
+        update divides by it)."""
+        for name, state in (("model", self.model.state_dict()), ("model_ema", self.ema.state_dict()),
+                            ("optim", self.optim.state_dict())):
             bad = first_non_finite(state)
             if bad is not None:
                 raise TrainingDiverged(self.diverged_message(
