@@ -49,6 +49,22 @@ try:
         print("batch")
 except DatasetError as exc:
     print("error:", exc)
+
+# The workers get their first indices before the loader's thread starts; if they die first,
+# Paddle's SIGCHLD handler raises inside iter() (seen once in CI). Delay the thread to make
+# that order certain.
+import time
+from paddle.io.dataloader import dataloader_iter
+start_thread = dataloader_iter._DataLoaderIterMultiProcess._init_thread
+def late_start(self):
+    time.sleep(3)
+    start_thread(self)
+dataloader_iter._DataLoaderIterMultiProcess._init_thread = late_start
+try:
+    for batch in build_loader(DiesInWorkers(), 2, num_workers=2):
+        print("batch")
+except DatasetError as exc:
+    print("error:", exc)
 """
 
 TINY = """\
@@ -89,7 +105,8 @@ def test_cut_jpeg_is_skipped_loading_never_hangs_and_dead_workers_are_one_line(f
     for workers, k in ((0, 6), (2, 8)):
         assert out[k] == f"items 3 skipped 0 workers {workers}"
         assert out[k + 1].startswith("error: loading item ") and "none of the images in" in out[k + 1]
-    assert out[10].startswith("error: the data loader failed") and len(out) == 11
+    assert out[10].startswith("error: the data loader failed")
+    assert out[11].startswith("error: the data loader failed") and len(out) == 12
 
 
 def test_cli_a_failing_loader_worker_is_one_line(folders):

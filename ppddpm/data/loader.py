@@ -203,9 +203,12 @@ class SafeLoader:
         return len(self._loader)
 
     def __iter__(self):
-        batches = iter(self._loader)
+        batches = None
         while True:
             try:
+                # iter() too: a worker that dies at once is reported (through Paddle's SIGCHLD
+                # handler) while the iterator is still starting its thread
+                batches = iter(self._loader) if batches is None else batches
                 batch = next(batches)
             except StopIteration:
                 return
