@@ -12,7 +12,7 @@ import pytest
 from helpers_cli import ROOT
 from helpers_data import make_fake_cifar10
 from helpers_inception import engine_cache, random_weights_pth
-from ppddpm.engine import CACHE_ENV
+from ppddpm.engine_cache import CACHE_ENV
 from ppddpm.cli import main
 from ppddpm.config import load_config
 from ppddpm.diffusion import GaussianDiffusion

@@ -20,7 +20,8 @@ from typing import Tuple
 import numpy as np
 import paddle
 
-from ..engine import EngineError, default_cache_dir
+from ..engine import EngineError
+from ..engine_cache import default_cache_dir
 from ..fileio import atomic_write_dir
 from .inception import INPUT_SIZE, FIDInceptionV3
 
