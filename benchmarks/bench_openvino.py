@@ -52,7 +52,7 @@ def main():
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = p.parse_args()
     try:
-        import openvino  # noqa: F401
+        import openvino  # noqa: F401  (only: is it installed?)
     except ImportError:
         sys.exit("this benchmark needs OpenVINO: pip install openvino")
     import onnxruntime

@@ -154,7 +154,7 @@ def main():
             hit = [v for c, v in row.items() if c == k]
             cells.append(f"{hit[0]:.4f}" if hit else "—")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print(f"| floor (fresh data against fresh data) | " + " | ".join(f"{floor:.4f}" for _ in nfes) + " |")
+    print("| floor (fresh data against fresh data) | " + " | ".join(f"{floor:.4f}" for _ in nfes) + " |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"floor": floor, "table": {k: {str(c): v for c, v in r.items()}

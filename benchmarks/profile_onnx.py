@@ -12,7 +12,6 @@ how much of the evaluation is everything else.
 """
 import argparse
 import collections
-import glob
 import json
 import os
 import sys

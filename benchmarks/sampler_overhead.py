@@ -9,7 +9,8 @@ import time
 import numpy as np
 import paddle
 
-from ppddpm import DDIMSampler, DDPMSampler, GaussianDiffusion, get_beta_schedule
+from ppddpm import (DDIMSampler, DDPMSampler, GaussianDiffusion, get_beta_schedule, respace,
+                    space_timesteps)
 from ppddpm.samplers import DPMSolverPPSampler, UniPCSampler
 
 
@@ -35,7 +36,7 @@ def main():
         "DPM-Solver++ 2M": DPMSolverPPSampler(d, num_steps=args.steps, order=2),
         "UniPC 2": UniPCSampler(d, num_steps=args.steps, order=2),
         f"DDPM ({args.steps}-step respacing)": DDPMSampler(
-            __import__("ppddpm").respace(d, __import__("ppddpm").space_timesteps(1000, str(args.steps)))),
+            respace(d, space_timesteps(1000, str(args.steps)))),
     }
     print(f"| sampler, {args.batch} images | 1x16x16 ms/step | 3x32x32 ms/step |")
     print("| --- | --- | --- |")

@@ -32,8 +32,7 @@ from .errors import PPDDPMError
 from .fileio import atomic_write_dir
 from .heap import trim_heap
 from .threads import sampling_threads
-from .engine_cache import (CACHE_ENV, MARKER, default_cache_dir, engine_key,  # noqa: F401
-                           model_files, prune_cache)
+from .engine_cache import MARKER, default_cache_dir, engine_key, model_files, prune_cache
 
 ENGINE_KINDS = ("auto", "onnxruntime", "inference", "dygraph")
 # Exports kept in the cache (least recently used go first); ~140 MB each for CIFAR-10.
@@ -139,7 +138,7 @@ class InferenceModel:
                  verify: bool = True, keep_model: bool = True, progress: Optional[bool] = None,
                  micro_batch: Optional[int] = None):
         self.model = model
-        self.micro_batch = micro_batch
+        self._micro_batch = micro_batch
         self.keep_model = keep_model
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.data_range = getattr(model, "data_range", (-1.0, 1.0))
@@ -186,7 +185,6 @@ class InferenceModel:
                     self._export_to(folder, shape)
                     self._predictor = self._load(folder)
                 self._shape, self.path = shape, folder
-                self.micro_batch = self.micro_batch or micro_batch_for(shape)
                 if self.exported and self.verify:
                     stage("check")
                     self._check(shape, folder)
@@ -281,6 +279,17 @@ class InferenceModel:
         outs = [self._run(x[i:i + step], t[i:i + step], None if y is None else y[i:i + step])
                 for i in range(0, max(len(x), 1), step)]
         return paddle.to_tensor(outs[0] if len(outs) == 1 else np.concatenate(outs))
+
+    @property
+    def micro_batch(self) -> Optional[int]:
+        """Images per runtime call: the one given, else micro_batch_for the served shape."""
+        if self._micro_batch is None and self._shape is not None:
+            return micro_batch_for(self._shape)
+        return self._micro_batch
+
+    @micro_batch.setter
+    def micro_batch(self, value: Optional[int]) -> None:
+        self._micro_batch = value
 
     def eval(self):
         return self

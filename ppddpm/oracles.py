@@ -13,7 +13,6 @@ its samples to fresh data measures the sampler alone. One component is plain Gau
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import numpy as np
 import paddle

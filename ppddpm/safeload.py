@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
-from typing import Any, BinaryIO, Callable, Dict, Tuple, Union
+from typing import Any, Callable, Dict, Tuple, Union
 
 import numpy as np
 

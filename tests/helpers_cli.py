@@ -15,6 +15,16 @@ def run(script, *args, cwd, expect=0, quiet=True):
     return proc
 
 
+def tiny_cifar10_yaml(train: str, sample: str = "{num_images: 4-2-2}") -> str:
+    """A YAML config: configs/cifar10.yaml with a 2-level 32-channel UNet, 20 steps, no loader
+    workers, and the given ``train`` (and ``sample``) mappings in flow style."""
+    return (f"base: {ROOT}/configs/cifar10.yaml\n"
+            "model: {ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [16], dropout: 0.1}\n"
+            "diffusion: {num_diffusion_steps: 20, beta_end: 0.2}\n"
+            f"train: {train}\n"
+            "data: {num_workers: 0}\n" + (f"sample: {sample}\n" if sample else ""))
+
+
 def grid_size(n_rows, n_cols, tile=32, pad=2):
     """(width, height) of a grid with 2-pixel white borders around every tile."""
     return n_cols * tile + (n_cols + 1) * pad, n_rows * tile + (n_rows + 1) * pad

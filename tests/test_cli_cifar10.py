@@ -9,24 +9,18 @@ import paddle
 import pytest
 from PIL import Image
 
-from helpers_cli import ROOT, grid_size, run
+from helpers_cli import ROOT, grid_size, run, tiny_cifar10_yaml
 from helpers_data import make_fake_cifar10
 
-TINY = """\
-base: {root}/configs/cifar10.yaml
-model: {{ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [16], dropout: 0.1}}
-diffusion: {{num_diffusion_steps: 20, beta_end: 0.2}}
-train: {{batchsize: 4, training_iters: 6, warmup_steps: 2, sample_interval: 3, ckpt_interval: 3}}
-data: {{num_workers: 0}}
-sample: {{num_images: 4-2-2}}
-"""
+TINY = tiny_cifar10_yaml("{batchsize: 4, training_iters: 6, warmup_steps: 2, "
+                         "sample_interval: 3, ckpt_interval: 3}")
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("cifar")
     make_fake_cifar10(str(d / "ds"), 8)
-    (d / "tiny.yaml").write_text(TINY.format(root=ROOT))
+    (d / "tiny.yaml").write_text(TINY)
     return d
 
 

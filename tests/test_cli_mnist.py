@@ -2,7 +2,6 @@
 
 Every image written is a greyscale (mode "L") PNG of the right size; the data/model
 mismatches that used to reach oneDNN are one-line errors naming both values."""
-import os
 
 import numpy as np
 import paddle

@@ -4,7 +4,6 @@ import os
 import numpy as np
 import paddle
 import paddle.distributed as dist
-import pytest
 
 from dist_workers import denoise, tiny_config, train_tiny
 

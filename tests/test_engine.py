@@ -7,6 +7,7 @@ import paddle
 import pytest
 
 from ppddpm import engine as engine_mod
+from ppddpm import engine_cache
 from ppddpm.config import Config, ModelConfig
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.engine import EngineError, InferenceModel, make_engine
@@ -55,9 +56,10 @@ def sampler(eta=0.5, clipped_eps=False):
     return DDIMSampler(GaussianDiffusion(betas), num_steps=4, eta=eta, clipped_eps=clipped_eps)
 
 
-def test_forward_matches_dygraph_at_any_batch_size(unet, engine):
+def check_forward(engine, unet, sizes=(1, 3, 8, 5)):
+    """One export serves every batch size (dynamic batch dimension), as the dygraph does."""
     rng = np.random.default_rng(1)
-    for n in (1, 3, 8, 5):   # the export has a dynamic batch dimension
+    for n in sizes:
         x = paddle.to_tensor(rng.standard_normal([n] + SHAPE).astype("float32"))
         t = paddle.to_tensor(rng.integers(0, 20, n))
         out = engine(x, t)
@@ -65,6 +67,10 @@ def test_forward_matches_dygraph_at_any_batch_size(unet, engine):
         want = unet(x, t).numpy()
         assert np.abs(want).max() > 0.1
         np.testing.assert_allclose(out.numpy(), want, atol=1e-4, rtol=1e-4)
+
+
+def test_forward_matches_dygraph_at_any_batch_size(unet, engine):
+    check_forward(engine, unet)
 
 
 def test_both_engines_give_the_same_samples(unet, engine):
@@ -174,7 +180,7 @@ def test_cli_engines_write_the_same_images(tmp_path, monkeypatch):
     cfg.diffusion.num_diffusion_steps, cfg.diffusion.beta_end = 20, 0.2
     path = save_inference_file(str(tmp_path / "net.pdparam"), model.state_dict(),
                                get_beta_schedule("linear", 20, 1e-4, 0.2), {}, cfg)
-    monkeypatch.setenv(engine_mod.CACHE_ENV, str(tmp_path / "cache"))  # restored afterwards
+    monkeypatch.setenv(engine_cache.CACHE_ENV, str(tmp_path / "cache"))  # restored afterwards
     images = {}
     for kind in ("dygraph", "inference"):
         argv = ["--mode", "denoise", "--pretrained_path", path, "--num_images", "4-2-2",

@@ -10,8 +10,8 @@ import pytest
 
 from ppddpm import engine as engine_mod
 from ppddpm import engine_onnx
-from ppddpm.engine import EngineError, InferenceModel, make_engine
-from test_engine import SHAPE, check_micro_batches, sampler, tiny
+from ppddpm.engine import EngineError, make_engine
+from test_engine import SHAPE, check_forward, check_micro_batches, sampler, tiny
 
 pytestmark = pytest.mark.skipif(
     not engine_onnx.available(),
@@ -36,15 +36,7 @@ def engine(unet, cache):
 
 
 def test_forward_and_samples_match_the_dynamic_graph(unet, engine):
-    rng = np.random.default_rng(1)
-    for n in (1, 3, 8):   # one export serves every batch size
-        x = paddle.to_tensor(rng.standard_normal([n] + SHAPE).astype("float32"))
-        t = paddle.to_tensor(rng.integers(0, 20, n))
-        out = engine(x, t)
-        assert isinstance(out, paddle.Tensor) and out.shape == [n] + SHAPE
-        want = unet(x, t).numpy()
-        assert np.abs(want).max() > 0.1
-        np.testing.assert_allclose(out.numpy(), want, atol=1e-4, rtol=1e-4)
+    check_forward(engine, unet, sizes=(1, 3, 8))
     s = sampler(eta=0.5)   # eta > 0: the per-image noise streams are used too
     a = s.sample(engine, [3] + SHAPE, seed=7, progress=False).numpy()
     b = s.sample(unet, [3] + SHAPE, seed=7, progress=False).numpy()

@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import paddle
-import pytest
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import ndtr
 

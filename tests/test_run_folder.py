@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from dist_workers import FixedImages, tiny_config
-from helpers_cli import ROOT, run
+from helpers_cli import ROOT, run, tiny_cifar10_yaml
 from helpers_data import make_fake_cifar10
 
 from ppddpm import images
@@ -29,14 +29,8 @@ from ppddpm.train.finite import all_finite, first_non_finite
 from ppddpm.train.runlock import LOCK_NAME, RunFolderBusy, RunLock
 from ppddpm.train.trainer import Trainer
 
-TINY = """\
-base: {root}/configs/cifar10.yaml
-model: {{ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [16], dropout: 0.1}}
-diffusion: {{num_diffusion_steps: 20, beta_end: 0.2}}
-train: {{batchsize: 2, training_iters: 2, warmup_steps: 2, sample_interval: 0, ckpt_interval: 0}}
-data: {{num_workers: 0}}
-sample: {{num_images: 4-2-2}}
-"""
+TINY = tiny_cifar10_yaml("{batchsize: 2, training_iters: 2, warmup_steps: 2, "
+                         "sample_interval: 0, ckpt_interval: 0}")
 CIFAR = os.path.join(ROOT, "configs", "cifar10.yaml")
 
 
@@ -69,7 +63,7 @@ def snapshot(folder):
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("runfolder")
     make_fake_cifar10(str(d / "ds"), 4)
-    (d / "tiny.yaml").write_text(TINY.format(root=ROOT))
+    (d / "tiny.yaml").write_text(TINY)
     assert cli(d, "--ckpt_dir", str(d / "base"), "--quiet") == 0   # 2 iterations
     return d
 

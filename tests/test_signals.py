@@ -15,18 +15,13 @@ import time
 import numpy as np
 import pytest
 
-from helpers_cli import ROOT
+from helpers_cli import ROOT, tiny_cifar10_yaml
 from helpers_data import make_fake_cifar10
 
 from ppddpm.train.checkpoint import list_checkpoints, load_checkpoint
 
-TINY = """\
-base: {root}/configs/cifar10.yaml
-model: {{ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [16], dropout: 0.1}}
-diffusion: {{num_diffusion_steps: 20, beta_end: 0.2}}
-train: {{batchsize: 2, training_iters: 100000, warmup_steps: 2, sample_interval: 0, ckpt_interval: 0}}
-data: {{num_workers: 0}}
-"""
+TINY = tiny_cifar10_yaml("{batchsize: 2, training_iters: 100000, warmup_steps: 2, "
+                         "sample_interval: 0, ckpt_interval: 0}", sample=None)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -34,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def workdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("signals")
     make_fake_cifar10(str(d / "ds"), 4)
-    (d / "tiny.yaml").write_text(TINY.format(root=ROOT))
+    (d / "tiny.yaml").write_text(TINY)
     return d
 
 

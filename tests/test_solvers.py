@@ -10,9 +10,8 @@ import pytest
 
 from ppddpm.config import SampleConfig
 from ppddpm.diffusion import GaussianDiffusion
-from ppddpm.metrics2d import sliced_wasserstein
 from ppddpm.oracles import GaussianMixtureOracle, gaussian8_oracle
-from ppddpm.samplers import (DDIMSampler, DDPMSampler, DPMSolverPPSampler, DPMSolverSampler,
+from ppddpm.samplers import (DDIMSampler, DPMSolverPPSampler, DPMSolverSampler,
                              UniPCSampler, timestep_grid)
 from ppddpm.sampling import build_sampler, sampler_description
 from ppddpm.schedules import get_beta_schedule

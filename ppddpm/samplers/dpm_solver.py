@@ -12,7 +12,7 @@ with noise prediction does). The last step, to the data, returns x0_hat (clipped
 """
 from __future__ import annotations
 
-from .multistep import MultistepSolver, interpolant_weights
+from .multistep import MultistepSolver
 
 
 class DPMSolverSampler(MultistepSolver):
@@ -23,14 +23,4 @@ class DPMSolverSampler(MultistepSolver):
         self.push(t, eps)
         if t_prev < 0:
             return x0, x0
-        tab = self.table
-        lam_s = tab.lam(t)
-        h = tab.lam(t_prev) - lam_s
-        k = self.order_now()
-        recent = self.history[::-1][:k]
-        offsets = [tab.lam(ti) - lam_s for ti, _ in recent]
-        w = interpolant_weights(offsets, h, data_prediction=False, midpoint=True)
-        s_t = tab.sigma(t_prev)
-        x_prev = self.combine([tab.alpha(t_prev) / tab.alpha(t)] + list(-s_t * w),
-                              [x] + [m for _, m in recent])
-        return x_prev, x0
+        return self.exponential_step(x, t, t_prev, data_prediction=False), x0

@@ -11,7 +11,7 @@ the update: the thresholding that data prediction makes possible (sec. 4.2).
 """
 from __future__ import annotations
 
-from .multistep import MultistepSolver, interpolant_weights
+from .multistep import MultistepSolver
 
 
 class DPMSolverPPSampler(MultistepSolver):
@@ -22,14 +22,4 @@ class DPMSolverPPSampler(MultistepSolver):
         self.push(t, x0)
         if t_prev < 0:
             return x0, x0                     # lambda = +inf: x_0 = x0_hat
-        tab = self.table
-        lam_s = tab.lam(t)
-        h = tab.lam(t_prev) - lam_s
-        k = self.order_now()
-        recent = self.history[::-1][:k]       # newest first
-        offsets = [tab.lam(ti) - lam_s for ti, _ in recent]
-        w = interpolant_weights(offsets, h, data_prediction=True, midpoint=True)
-        a_t = tab.alpha(t_prev)
-        x_prev = self.combine([tab.sigma(t_prev) / tab.sigma(t)] + list(a_t * w),
-                              [x] + [m for _, m in recent])
-        return x_prev, x0
+        return self.exponential_step(x, t, t_prev, data_prediction=True), x0

@@ -127,6 +127,22 @@ class MultistepSolver(Sampler):
         self.history.append((t, output))
         del self.history[:-self.max_order]
 
+    def exponential_step(self, x, t: int, t_prev: int, data_prediction: bool):
+        """x_{t_prev} from x_t and the newest ``order_now()`` outputs in the history (x0 for
+        data prediction, eps for noise prediction): the module docstring's formulas with
+        the interpolant's weights (DPM-Solver++ eq. 8, DPM-Solver eq. 3.4)."""
+        tab = self.table
+        lam_s = tab.lam(t)
+        h = tab.lam(t_prev) - lam_s
+        recent = self.history[::-1][:self.order_now()]   # newest first
+        offsets = [tab.lam(ti) - lam_s for ti, _ in recent]
+        w = interpolant_weights(offsets, h, data_prediction=data_prediction, midpoint=True)
+        if data_prediction:
+            keep, scale = tab.sigma(t_prev) / tab.sigma(t), tab.alpha(t_prev)
+        else:
+            keep, scale = tab.alpha(t_prev) / tab.alpha(t), -tab.sigma(t_prev)
+        return self.combine([keep] + list(scale * w), [x] + [m for _, m in recent])
+
     def combine(self, coefs, tensors):
         out = None
         for c, v in zip(coefs, tensors):

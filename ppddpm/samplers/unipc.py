@@ -17,7 +17,6 @@ The last step, to the data (lambda = +inf), returns x0_hat.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 
