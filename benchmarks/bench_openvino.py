@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 def build(threads, cache):
     import worker
-    from ppddpm.engine_onnx import OnnxModel
+    from ppddpm.engines.onnx import OnnxModel
 
     class Args:
         arch = "cifar"

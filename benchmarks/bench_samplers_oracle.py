@@ -1,9 +1,9 @@
 """Steps to quality on an exact model: ppddpm's samplers and diffusers' schedulers side by side.
 
 The data is the 2-D ``gaussian8`` mixture (ppddpm/data/toy.py); the "network" is its exact
-noise predictor (ppddpm/oracles.py), so the distance of the samples to fresh data measures
+noise predictor (ppddpm/samplers/oracles.py), so the distance of the samples to fresh data measures
 the sampler alone. Every sampler starts from the same 20,000 points x_T ~ N(0, I); the figure
-is the sliced Wasserstein-1 distance (ppddpm/metrics2d.py) of its output to 20,000 fresh data
+is the sliced Wasserstein-1 distance (ppddpm/toy/metrics.py) of its output to 20,000 fresh data
 points, against the number of network evaluations (NFE). The floor is fresh data against
 fresh data. diffusers (optional: pip install -r benchmarks/requirements-peers.txt) gets the
 same betas, start points and eps model; x0 clipping is off on both sides (the data lie well
@@ -25,12 +25,12 @@ sys.path.insert(0, ROOT)
 
 from ppddpm.data.toy import sample_toy                      # noqa: E402
 from ppddpm.diffusion import GaussianDiffusion              # noqa: E402
-from ppddpm.metrics2d import sliced_wasserstein              # noqa: E402
-from ppddpm.oracles import gaussian8_oracle                 # noqa: E402
-from ppddpm.respace import respace                          # noqa: E402
+from ppddpm.toy.metrics import sliced_wasserstein              # noqa: E402
+from ppddpm.samplers.oracles import gaussian8_oracle                 # noqa: E402
+from ppddpm.diffusion.respace import respace                          # noqa: E402
 from ppddpm.samplers import (DDIMSampler, DDPMSampler, DPMSolverPPSampler,  # noqa: E402
                              DPMSolverSampler, UniPCSampler)
-from ppddpm.schedules import get_beta_schedule              # noqa: E402
+from ppddpm.diffusion.schedules import get_beta_schedule              # noqa: E402
 
 SPACINGS = ("uniform", "trailing", "logsnr")
 

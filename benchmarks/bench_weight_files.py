@@ -34,7 +34,7 @@ def main() -> None:
     from ppddpm.config import load_config
     from ppddpm.diffusion import GaussianDiffusion
     from ppddpm.models import build_model
-    from ppddpm.pretrained import read_weight_file, save_inference_file
+    from ppddpm.convert.pretrained import read_weight_file, save_inference_file
 
     cfg = load_config(os.path.join(os.path.dirname(HERE), "configs", "cifar10.yaml"))
     paddle.seed(0)

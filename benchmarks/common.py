@@ -40,7 +40,7 @@ def run_worker(framework, task, threads, paddle_omp, timeout=3600, **kw):
             cmd += [f"--{k}", str(v)]
     env = dict(os.environ, PYTHONPATH=ROOT)
     # Paddle reads OMP_NUM_THREADS at import (and sets 1 if unset); torch uses set_num_threads.
-    # ppddpm trains on as many threads as torch (ppddpm.threads.use_compute_threads, what
+    # ppddpm trains on as many threads as torch (ppddpm.runtime.device.use_compute_threads, what
     # its CLI does); ppdiffusers keeps paddle_omp (Paddle's default 1, its fastest setting).
     env["OMP_NUM_THREADS"] = str(paddle_omp if framework == "ppdiffusers" else threads)
     if framework == "diffusers-passive":   # idle OpenMP threads sleep instead of spinning

@@ -69,7 +69,7 @@ def main():
     args = p.parse_args()
     import onnxruntime as ort
     import worker
-    from ppddpm.engine_onnx import ONNX_FILE, OnnxModel
+    from ppddpm.engines.onnx import ONNX_FILE, OnnxModel
 
     class Arch:
         arch = "cifar"

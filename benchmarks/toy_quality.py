@@ -2,7 +2,7 @@
 for the same trained models: an L_simple model (configs/toy.yaml) sampled by DDPM with the
 fixed-large and the fixed-small variance on respaced chains and by DDIM (eta 0), and an
 Improved-DDPM model (configs/toy_hybrid.yaml: learned_range variance, hybrid loss) sampled
-by DDPM on respaced chains. Figures are against fresh true points (ppddpm.metrics2d).
+by DDPM on respaced chains. Figures are against fresh true points (ppddpm.toy.metrics).
 
   python benchmarks/toy_quality.py                       # trains both models (~1 min each)
   python benchmarks/toy_quality.py --dataset swissroll --steps 1000,100,10
@@ -51,7 +51,7 @@ def train(workdir, name, dataset, iters):
 def sampler_for(diffusion, kind, steps, var):
     from ppddpm.config import SampleConfig
     from ppddpm.diffusion import GaussianDiffusion
-    from ppddpm.sampling import build_sampler
+    from ppddpm.samplers import build_sampler
     if var is not None:
         diffusion = GaussianDiffusion(diffusion.betas, diffusion.mean_type, var, diffusion.loss_type)
     if kind == "ddim":
@@ -68,10 +68,10 @@ def main():
     p.add_argument("--workdir", default="./toy_quality")
     p.add_argument("--json", default=None)
     args = p.parse_args()
-    from ppddpm.metrics2d import quality
-    from ppddpm.pretrained import load_pretrained
+    from ppddpm.toy.metrics import quality
+    from ppddpm.convert.pretrained import load_pretrained
     from ppddpm.data.toy import sample_toy
-    from ppddpm.toy_output import sample_points
+    from ppddpm.toy.output import sample_points
 
     print(f"conditions: {conditions()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
     loaded = {name: load_pretrained(train(args.workdir, name, args.dataset, args.iters))[:2]

@@ -23,8 +23,8 @@ def save(args):
         import paddle
         from ppddpm.config import Config, ModelConfig
         from ppddpm.models import build_model
-        from ppddpm.pretrained import save_inference_file
-        from ppddpm.schedules import get_beta_schedule
+        from ppddpm.convert.pretrained import save_inference_file
+        from ppddpm.diffusion.schedules import get_beta_schedule
         cfg = Config()
         cfg.model = ModelConfig(**(SMALL if args.arch == "small" else {}))
         paddle.seed(0)

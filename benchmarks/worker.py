@@ -91,8 +91,8 @@ def ppddpm_engine(args, model, info):
         paddle.base.core.set_num_threads(args.threads)
         model.eval()
         return model
-    from ppddpm.engine import InferenceModel
-    from ppddpm.engine_onnx import OnnxModel
+    from ppddpm.engines.predictor import InferenceModel
+    from ppddpm.engines.onnx import OnnxModel
     kind = OnnxModel if args.framework == "ppddpm-onnx" else InferenceModel
     t0 = time.perf_counter()
     eng = kind(model, image_shape(args), cache_dir=args.cache_dir, threads=args.threads)
@@ -120,10 +120,10 @@ def run_ppddpm(args, info):
         return timed(lambda: sampler.sample(net, [args.batch, 3, 32, 32], seed=0,
                                             progress=False).numpy(), 0, args.steps)
     # train_step: the package's own loss (L_simple, eq. 14) + backward + Adam, on the
-    # threads and conv kernels the CLI would use (threads.py, models/conv.py)
+    # threads and conv kernels the CLI would use (runtime/device.py, models/conv.py)
     from ppddpm import GaussianDiffusion, get_beta_schedule
     from ppddpm.models.conv import conv_backend, onednn_enabled
-    from ppddpm.threads import use_compute_threads
+    from ppddpm.runtime.device import use_compute_threads
     info["extra"] = {"threads": use_compute_threads(), "conv": conv_backend(),
                      "onednn_conv": onednn_enabled()}
     diffusion = GaussianDiffusion(get_beta_schedule("linear", 1000, 1e-4, 0.02))

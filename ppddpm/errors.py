@@ -15,3 +15,7 @@ class DatasetError(PPDDPMError):
 
 class TrainingDiverged(PPDDPMError):
     """The loss became NaN or infinite."""
+
+
+class ConfigError(PPDDPMError, ValueError):
+    """A configuration value is wrong; the message names it and the fix."""

@@ -49,7 +49,7 @@ def train_tiny(out_dir, batchsize=4, accum=1, iters=2, resume_from=None, amp="of
     from ppddpm.data import build_loader
     from ppddpm.diffusion import GaussianDiffusion
     from ppddpm.models import build_model
-    from ppddpm.train.dist import init_distributed
+    from ppddpm.runtime.dist import init_distributed
     from ppddpm.train.trainer import Trainer
 
     world, rank = init_distributed()

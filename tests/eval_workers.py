@@ -5,11 +5,11 @@ import numpy as np
 def resumable_generation(folder, weights, n, batch, out):
     """generate_resumable in this rank; rank 0 saves the assembled images to ``out``; each
     rank writes the index offsets it generated to ``out``.rank{r}.txt."""
-    import ppddpm.sampling as sampling
+    import ppddpm.samplers.batched as sampling
     from ppddpm.evaluate import generate_resumable
-    from ppddpm.pretrained import load_pretrained
-    from ppddpm.sampling import build_sampler
-    from ppddpm.train.dist import init_distributed
+    from ppddpm.convert.pretrained import load_pretrained
+    from ppddpm.samplers import build_sampler
+    from ppddpm.runtime.dist import init_distributed
 
     _, rank = init_distributed()
     real, done = sampling.generate, []

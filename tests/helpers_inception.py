@@ -77,7 +77,7 @@ def fixture_meta() -> dict:
 
 def random_state():
     """The fixture's random weights under pytorch-fid's keys (incl. num_batches_tracked)."""
-    from ppddpm.metrics.inception_weights import random_torch_state
+    from ppddpm.evaluate.metrics.inception_weights import random_torch_state
     meta = fixture_meta()
     return random_torch_state([(k, tuple(s)) for k, s in meta["keys"]], meta["weight_seed"])
 

@@ -27,7 +27,8 @@ from ppddpm.data import build_loader  # noqa: E402
 from ppddpm.diffusion import GaussianDiffusion  # noqa: E402
 from ppddpm.models import build_model  # noqa: E402
 from ppddpm.models.conv import _OneDNNConv2d, set_conv_backend  # noqa: E402
-from ppddpm.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint  # noqa: E402
+from ppddpm.io.weights import load_checkpoint  # noqa: E402
+from ppddpm.train.checkpoint import latest_checkpoint, list_checkpoints  # noqa: E402
 from ppddpm.train.signals import Interrupted  # noqa: E402
 from ppddpm.train.trainer import Trainer  # noqa: E402
 

@@ -11,6 +11,7 @@ import paddle
 import pytest
 
 from ppddpm.errors import CheckpointError
+from ppddpm.io import weights
 from ppddpm.train import checkpoint as ck
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,27 +23,27 @@ def _good_obj():
 
 
 def test_atomic_save_roundtrip_and_no_temp(tmp_path):
-    path = ck.atomic_save(_good_obj(), str(tmp_path / "sub" / "cifar10_ckpt_iter_42.pdparam"))
-    d = ck.load_checkpoint(path)
+    path = weights.atomic_save(_good_obj(), str(tmp_path / "sub" / "cifar10_ckpt_iter_42.pdparam"))
+    d = weights.load_checkpoint(path)
     np.testing.assert_array_equal(d["model"]["w"].numpy(), np.arange(6).reshape(2, 3))
     assert d["betas"].dtype == np.float64 and d["ckpt_idx"] == 41 and d["options"]["lr"] == 2e-4
     assert os.listdir(tmp_path / "sub") == ["cifar10_ckpt_iter_42.pdparam"]
-    w = ck.load_checkpoint(path, return_numpy=True)["model"]["w"]
+    w = weights.load_checkpoint(path, return_numpy=True)["model"]["w"]
     assert isinstance(w, np.ndarray) and w.dtype == np.float32
 
 
 def test_failed_save_keeps_old_file_and_removes_temp(tmp_path):
     path = str(tmp_path / "x.pdparam")
-    ck.atomic_save(_good_obj(), path)
+    weights.atomic_save(_good_obj(), path)
     with pytest.raises(Exception):
-        ck.atomic_save({"model": {}, "bad": lambda: 0}, path)      # lambdas do not pickle
-    assert ck.load_checkpoint(path)["ckpt_idx"] == 41
+        weights.atomic_save({"model": {}, "bad": lambda: 0}, path)      # lambdas do not pickle
+    assert weights.load_checkpoint(path)["ckpt_idx"] == 41
     assert os.listdir(tmp_path) == ["x.pdparam"]
 
 
 def test_load_checkpoint_errors(tmp_path):
     good = str(tmp_path / "good.pdparam")
-    ck.atomic_save(_good_obj(), good)
+    weights.atomic_save(_good_obj(), good)
     raw = open(good, "rb").read()
     cases = {"missing.pdparam": None, "trunc.pdparam": raw[: len(raw) // 2],
              "empty.pdparam": b"", "junk.pdparam": os.urandom(500)}
@@ -50,13 +51,13 @@ def test_load_checkpoint_errors(tmp_path):
         if content is not None:
             (tmp_path / name).write_bytes(content)
         with pytest.raises(CheckpointError) as err:
-            ck.load_checkpoint(str(tmp_path / name))
+            weights.load_checkpoint(str(tmp_path / name))
         assert name in str(err.value)
     paddle.save([1, 2], str(tmp_path / "list.pdparam"))
     with pytest.raises(CheckpointError, match="not a dict"):
-        ck.load_checkpoint(str(tmp_path / "list.pdparam"))
+        weights.load_checkpoint(str(tmp_path / "list.pdparam"))
     with pytest.raises(CheckpointError, match="folder"):
-        ck.load_checkpoint(str(tmp_path))
+        weights.load_checkpoint(str(tmp_path))
 
 
 def test_names():
@@ -92,10 +93,10 @@ def test_list_latest_prune(tmp_path):
 
 def test_rng_state_roundtrip_through_checkpoint(tmp_path):
     random.seed(1), np.random.seed(2), paddle.seed(3)
-    path = ck.atomic_save({"rng": ck.get_rng_state()}, str(tmp_path / "r.pdparam"))
+    path = weights.atomic_save({"rng": ck.get_rng_state()}, str(tmp_path / "r.pdparam"))
     first = (random.random(), np.random.rand(3), paddle.rand([3]).numpy(),
              paddle.randn([2]).numpy())
-    ck.set_rng_state(ck.load_checkpoint(path)["rng"])
+    ck.set_rng_state(weights.load_checkpoint(path)["rng"])
     again = (random.random(), np.random.rand(3), paddle.rand([3]).numpy(),
              paddle.randn([2]).numpy())
     assert first[0] == again[0]
@@ -110,6 +111,7 @@ def test_rng_state_roundtrip_through_checkpoint(tmp_path):
 _CHILD = textwrap.dedent("""
     import glob, os, sys, time
     import numpy as np
+    from ppddpm.io import weights
     from ppddpm.train import checkpoint as ck
     path, mode = sys.argv[1], sys.argv[2]
 
@@ -127,8 +129,8 @@ _CHILD = textwrap.dedent("""
     if mode == "midwrite":
         obj["zzz"] = Stall()
     else:
-        ck._before_commit = pause
-    ck.atomic_save(obj, path)
+        weights._before_commit = pause
+    weights.atomic_save(obj, path)
     print("FINISHED", flush=True)
 """)
 
@@ -136,7 +138,7 @@ _CHILD = textwrap.dedent("""
 @pytest.mark.parametrize("mode", ["midwrite", "precommit"])
 def test_sigkill_during_save_keeps_good_checkpoint(tmp_path, mode):
     path = ck.train_ckpt_path(str(tmp_path), "cifar10", 40)
-    ck.atomic_save(_good_obj(), path)
+    weights.atomic_save(_good_obj(), path)
     before = open(path, "rb").read()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, path, mode], stdout=subprocess.PIPE,
@@ -154,7 +156,7 @@ def test_sigkill_during_save_keeps_good_checkpoint(tmp_path, mode):
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert open(path, "rb").read() == before
-    assert ck.load_checkpoint(path)["ckpt_idx"] == 41
+    assert weights.load_checkpoint(path)["ckpt_idx"] == 41
     leftovers = glob.glob(str(tmp_path / ".*.tmp"))
     assert len(leftovers) == 1                               # the killed write's temp file
     assert ck.list_checkpoints(str(tmp_path), "cifar10") == [(40, path)]

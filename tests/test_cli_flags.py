@@ -14,7 +14,7 @@ from ppddpm.cli import main
 from ppddpm.config import load_config
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.models import build_model
-from ppddpm.pretrained import save_inference_file
+from ppddpm.convert.pretrained import save_inference_file
 
 CIFAR = os.path.join(ROOT, "configs", "cifar10.yaml")
 TINY_NET = ["model.ch=8", "model.ch_mult=[1,2]", "model.num_res_blocks=1",
@@ -155,7 +155,7 @@ def test_bad_flag_values_get_one_line(argv, needle, capsys):
 
 
 def test_display_detection():
-    from ppddpm.grid_output import display_available
+    from ppddpm.io.grid_output import display_available
     assert not display_available({}, "linux")
     assert display_available({"DISPLAY": ":0"}, "linux")
     assert display_available({"WAYLAND_DISPLAY": "wayland-0"}, "linux")

@@ -12,8 +12,8 @@ from helpers_cli import run
 from ppddpm.cli import main
 from ppddpm.config import load_config
 from ppddpm.models import build_model
-from ppddpm.pretrained import save_inference_file
-from ppddpm.schedules import get_beta_schedule
+from ppddpm.convert.pretrained import save_inference_file
+from ppddpm.diffusion.schedules import get_beta_schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(ROOT, "configs", "toy.yaml")

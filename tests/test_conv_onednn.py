@@ -1,10 +1,10 @@
-"""The oneDNN dygraph convolutions (ppddpm/onednn.py, models/conv.py) against Paddle's own
+"""The oneDNN dygraph convolutions (ppddpm/models/onednn.py, models/conv.py) against Paddle's own
 conv2d kernels: values and gradients, the fallbacks, the switch and the plan cache."""
 import numpy as np
 import paddle
 import pytest
 
-from ppddpm import onednn
+from ppddpm.models import onednn
 from ppddpm.config import ConfigError, ModelConfig
 from ppddpm.models import build_model
 from ppddpm.models import conv as conv_mod

@@ -10,7 +10,7 @@ import pytest
 
 from ppddpm.config import ConfigError
 from ppddpm.convert.diffusers import convert_diffusers_unet, scheduler_info_from_diffusers
-from ppddpm.convert.safetensors_io import read_safetensors, write_safetensors
+from ppddpm.io.safetensors_io import read_safetensors, write_safetensors
 from ppddpm.errors import CheckpointError
 from ppddpm.models import build_model
 

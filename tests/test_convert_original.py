@@ -13,7 +13,7 @@ from ppddpm.config import Config, ModelConfig
 from ppddpm.convert import convert_original, convert_training
 from ppddpm.convert.__main__ import main
 from ppddpm.errors import CheckpointError
-from ppddpm.pretrained import load_pretrained
+from ppddpm.convert.pretrained import load_pretrained
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -84,7 +84,7 @@ def test_model_data_mismatch_messages(tmp_path):
 
 def test_image_size_and_channels_are_one_setting(tmp_path):
     from ppddpm.cli import resolve_config
-    from ppddpm.cli_args import build_parser
+    from ppddpm.cli.args import build_parser
     yaml = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
                         "celeba_hq.yaml")
 

@@ -9,7 +9,7 @@ from dist_workers import denoise, tiny_config, train_tiny
 
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.models import build_model
-from ppddpm.pretrained import save_inference_file
+from ppddpm.convert.pretrained import save_inference_file
 
 
 def load(path):

@@ -6,15 +6,15 @@ import numpy as np
 import paddle
 import pytest
 
-from ppddpm import engine as engine_mod
-from ppddpm import engine_cache
+from ppddpm.engines import predictor as engine_mod
+from ppddpm.engines import cache as engine_cache
 from ppddpm.config import Config, ModelConfig
 from ppddpm.diffusion import GaussianDiffusion
-from ppddpm.engine import EngineError, InferenceModel, make_engine
+from ppddpm.engines import EngineError, InferenceModel, make_engine
 from ppddpm.models import build_model
 from ppddpm.samplers import DDIMSampler
-from ppddpm.sampling import generate
-from ppddpm.schedules import get_beta_schedule
+from ppddpm.samplers.batched import generate
+from ppddpm.diffusion.schedules import get_beta_schedule
 
 SHAPE = [3, 16, 16]
 
@@ -173,7 +173,7 @@ def test_export_that_disagrees_is_rejected_and_not_cached(tmp_path, monkeypatch)
 
 def test_cli_engines_write_the_same_images(tmp_path, monkeypatch):
     from ppddpm.cli import main
-    from ppddpm.pretrained import save_inference_file
+    from ppddpm.convert.pretrained import save_inference_file
     model, mcfg = tiny()
     cfg = Config()
     cfg.model = mcfg
@@ -226,7 +226,7 @@ def test_sampling_threads_follow_the_users_omp_num_threads(omp, expect):
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     if omp is not None:
         env["OMP_NUM_THREADS"] = omp
-    code = ("import os, ppddpm; from ppddpm.threads import sampling_threads, available_cores; "
+    code = ("import os, ppddpm; from ppddpm.runtime.threads import sampling_threads, available_cores; "
             "print(sampling_threads(), available_cores(), os.environ.get('OMP_NUM_THREADS'))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
@@ -236,7 +236,7 @@ def test_sampling_threads_follow_the_users_omp_num_threads(omp, expect):
 
 
 def test_snapshot_engine_leaves_no_export_behind(unet):
-    from ppddpm.engine import snapshot_engine
+    from ppddpm.engines import snapshot_engine
     x, t = paddle.ones([3] + SHAPE), paddle.to_tensor([0, 7, 19])
     with snapshot_engine(unet, SHAPE) as net:
         assert isinstance(net, InferenceModel)

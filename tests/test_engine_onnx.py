@@ -8,9 +8,9 @@ import numpy as np
 import paddle
 import pytest
 
-from ppddpm import engine as engine_mod
-from ppddpm import engine_onnx
-from ppddpm.engine import EngineError, make_engine
+from ppddpm.engines import predictor as engine_mod
+from ppddpm.engines import onnx as engine_onnx
+from ppddpm.engines import EngineError, auto_kinds, make_engine
 from test_engine import SHAPE, check_forward, check_micro_batches, sampler, tiny
 
 pytestmark = pytest.mark.skipif(
@@ -165,13 +165,13 @@ def test_auto_prefers_onnxruntime_and_falls_back_to_the_predictor(unet, engine, 
     eng = make_engine(unet, "auto", image_shape=SHAPE, cache_dir=cache, threads=1)
     assert isinstance(eng, engine_onnx.OnnxModel) and eng.path == engine.path
     monkeypatch.setattr(engine_onnx, "missing_packages", lambda: ["onnxruntime"])
-    assert engine_mod.auto_kinds() == ["inference"]
+    assert auto_kinds() == ["inference"]
     with pytest.raises(EngineError, match=r"needs onnxruntime: pip install \"ppddpm\[onnx\]\""):
         make_engine(unet, "onnxruntime", image_shape=SHAPE, cache_dir=cache, threads=1)
 
 
 def test_auto_rule_by_size(monkeypatch):
-    from ppddpm.sample_setup import SMALL_MODEL_PARAMS, choose_engine_kind
+    from ppddpm.pipeline import SMALL_MODEL_PARAMS, choose_engine_kind
     cifar, small = 35_700_000, 651_041
     for shape, params in (([3, 32, 32], cifar), ([1, 16, 16], small)):
         assert choose_engine_kind("auto", shape, params) == "auto"   # ONNX Runtime first
@@ -188,8 +188,8 @@ def test_auto_rule_by_size(monkeypatch):
 
 def test_cli_without_the_extra_says_how_to_install_it(tmp_path):
     from ppddpm.config import Config
-    from ppddpm.pretrained import save_inference_file
-    from ppddpm.schedules import get_beta_schedule
+    from ppddpm.convert.pretrained import save_inference_file
+    from ppddpm.diffusion.schedules import get_beta_schedule
     model, mcfg = tiny()
     cfg = Config()
     cfg.model = mcfg

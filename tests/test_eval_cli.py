@@ -12,21 +12,22 @@ import pytest
 from helpers_cli import ROOT
 from helpers_data import make_fake_cifar10
 from helpers_inception import engine_cache, random_weights_pth
-from ppddpm.engine_cache import CACHE_ENV
+from ppddpm.engines.cache import CACHE_ENV
 from ppddpm.cli import main
 from ppddpm.config import load_config
 from ppddpm.diffusion import GaussianDiffusion
-from ppddpm.evaluate import checkpoint_iteration, compute_metrics, missing_ranges
-from ppddpm.metrics.features import from_array, from_folder, inception_features, open_samples
-from ppddpm.metrics.fid import feature_statistics
-from ppddpm.metrics.inception import file_digest, load_inception
-from ppddpm.metrics.inception_weights import ENV_VAR, WEIGHTS_FILE, WEIGHTS_URL
-from ppddpm.metrics.kid import kernel_inception_distance
-from ppddpm.metrics.precision_recall import precision_recall
-from ppddpm.metrics.stats import ReferenceStats, load_stats
+from ppddpm.evaluate import checkpoint_iteration, compute_metrics
+from ppddpm.evaluate.resumable import missing_ranges
+from ppddpm.evaluate.metrics.features import from_array, from_folder, inception_features, open_samples
+from ppddpm.evaluate.metrics.fid import feature_statistics
+from ppddpm.evaluate.metrics.inception import file_digest, load_inception
+from ppddpm.evaluate.metrics.inception_weights import ENV_VAR, WEIGHTS_FILE, WEIGHTS_URL
+from ppddpm.evaluate.metrics.kid import kernel_inception_distance
+from ppddpm.evaluate.metrics.precision_recall import precision_recall
+from ppddpm.evaluate.metrics.stats import ReferenceStats, load_stats
 from ppddpm.models import build_model
-from ppddpm.pretrained import save_inference_file
-from ppddpm.sampling import build_sampler, generate
+from ppddpm.convert.pretrained import save_inference_file
+from ppddpm.samplers import build_sampler, generate
 
 TINY = """\
 base: {root}/configs/cifar10.yaml
@@ -72,7 +73,7 @@ def evaluated(work, tmp_path_factory):
     os.chdir(d)
     try:
         assert cli("--mode", "fid_stats", "--data_dir", "ds", "--inception_weights", w) == 0
-        import ppddpm.sampling as sampling
+        import ppddpm.samplers.batched as sampling
         real_generate, offsets = sampling.generate, []
 
         def interrupted(model, sampler, n, shape, batch, seed=0, index_offset=0, progress=True):
@@ -151,7 +152,7 @@ def test_eval_json(work, evaluated):
     assert np.isfinite(r["fid"]) and r["fid"] > 0 and np.isfinite(r["kid_mean"])
     # The JSON's numbers are those of the saved samples against the reference; the FID is
     # checked against an independent formula: Tr sqrt(S1 S2) = sum sqrt(eig(S1^1/2 S2 S1^1/2)).
-    from ppddpm.metrics.inception_engine import InceptionPredictor
+    from ppddpm.evaluate.metrics.inception_engine import InceptionPredictor
     model, digest = load_inception(work["weights"])
     runner = InceptionPredictor(model, digest)      # the export cached by fid_stats (auto)
     samples = open_samples(str(work["dir"] / "sample" / f"ddpm_cifar10_test_eval{N}.npz"))
@@ -176,9 +177,9 @@ def test_eval_warns_below_50k(evaluated):
 def test_eval_reuses_finished_samples(work, evaluated, monkeypatch):
     # A second eval of the same settings loads the finished .npz instead of sampling again.
     from ppddpm.cli import eval_options, resolve_config
-    from ppddpm.cli_args import build_parser
-    from ppddpm.evaluate import _generate_for_eval
-    import ppddpm.sampling as sampling
+    from ppddpm.cli.args import build_parser
+    from ppddpm.evaluate.run import _generate_for_eval
+    import ppddpm.samplers.batched as sampling
     monkeypatch.chdir(work["dir"])
     monkeypatch.setattr(sampling, "generate", lambda *a, **k: pytest.fail("regenerated"))
     args = build_parser("t").parse_args(["--pretrained_path", CKPT, "--num_samples", str(N),
@@ -197,7 +198,7 @@ def test_eval_reuses_finished_samples(work, evaluated, monkeypatch):
 
 def test_eval_checks_the_reference_before_sampling(work, capfd, monkeypatch):
     monkeypatch.chdir(work["dir"])
-    import ppddpm.sampling as sampling
+    import ppddpm.samplers.batched as sampling
     monkeypatch.setattr(sampling, "generate", lambda *a, **k: pytest.fail("sampled first"))
     np.savez(work["dir"] / "broken.npz", m=np.zeros(3))
     assert cli("--mode", "eval", "--data_dir", "ds", "--pretrained_path", CKPT, "--num_samples",
@@ -321,7 +322,7 @@ def test_reference_source_of_an_image_folder(tmp_path):
     from helpers_data import make_fake_image_tree
     from ppddpm.config import DataConfig
     from ppddpm.data.folders import ImageFolderDataset
-    from ppddpm.metrics.stats import dataset_source, default_stats_path
+    from ppddpm.evaluate.metrics.stats import dataset_source, default_stats_path
     tree = make_fake_image_tree(str(tmp_path / "faces"))
     cfg = DataConfig(dataset="celeba_hq", data_dir=tree["root"], image_size=16, random_flip=True)
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):

@@ -6,9 +6,9 @@ from PIL import Image
 
 from helpers_data import make_fake_mnist
 from ppddpm.config import DataConfig
-from ppddpm.images import save_individual, save_npz
-from ppddpm.metrics.features import from_array, from_folder, from_npz, inception_features
-from ppddpm.metrics.stats import dataset_source
+from ppddpm.io.images import save_individual, save_npz
+from ppddpm.evaluate.metrics.features import from_array, from_folder, from_npz, inception_features
+from ppddpm.evaluate.metrics.stats import dataset_source
 
 
 class ChannelProbe:

@@ -1,19 +1,19 @@
-"""Classifier-free guidance (ppddpm.guidance) against its formula, eps = (1+w) eps(x, y) -
+"""Classifier-free guidance (ppddpm.samplers.guidance) against its formula, eps = (1+w) eps(x, y) -
 w eps(x, null): known functions, real networks in one batched call against two separate
-calls, the predictor engine, and every sampler; and the label helpers (ppddpm.labels)."""
+calls, the predictor engine, and every sampler; and the label helpers (ppddpm.data.labels)."""
 import numpy as np
 import paddle
 import pytest
 
 from ppddpm.config import Config, ConfigError, ModelConfig, SampleConfig
 from ppddpm.diffusion import GaussianDiffusion
-from ppddpm.engine import InferenceModel
-from ppddpm.guidance import Guided, with_labels
-from ppddpm.labels import balanced_labels, grid_labels, parse_class_label, sampling_classes
+from ppddpm.engines.predictor import InferenceModel
+from ppddpm.samplers.guidance import Guided, with_labels
+from ppddpm.data.labels import balanced_labels, grid_labels, parse_class_label, sampling_classes
 from ppddpm.models import build_model
-from ppddpm.respace import respace
+from ppddpm.diffusion.respace import respace
 from ppddpm.samplers import DDIMSampler, DDPMSampler
-from ppddpm.schedules import get_beta_schedule
+from ppddpm.diffusion.schedules import get_beta_schedule
 
 NULL = 4
 
@@ -207,7 +207,7 @@ def test_readme_conditional_example_runs():
 
 def test_eval_generation_gives_image_i_its_label(tmp_path):
     from ppddpm.evaluate import generate_resumable
-    from ppddpm.sampling import generate
+    from ppddpm.samplers.batched import generate
     model = tiny_net()
     sampler = DDIMSampler(GaussianDiffusion(get_beta_schedule("linear", 20, 1e-4, 0.05)), num_steps=3)
     labels = balanced_labels([0, 1, 2], 5)
@@ -219,7 +219,7 @@ def test_eval_generation_gives_image_i_its_label(tmp_path):
 
 
 def test_sequence_frames_end_in_the_labelled_samples():
-    from ppddpm.sampling import generate, generate_sequence
+    from ppddpm.samplers.batched import generate, generate_sequence
     model = tiny_net()
     sampler = DDIMSampler(GaussianDiffusion(get_beta_schedule("linear", 20, 1e-4, 0.05)), num_steps=4)
     labels = [0, 2, 1]

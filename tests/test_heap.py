@@ -10,7 +10,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = r"""
 import sys
 import paddle
-from ppddpm.heap import release_freed_memory
+from ppddpm.runtime.heap import release_freed_memory
 def rss():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 applied = release_freed_memory() if sys.argv[1] == "on" else False
@@ -52,7 +52,7 @@ def test_user_setting_is_left_alone():
 # a fresh interpreter, so nothing else in the test process moves the figures.
 FRAGMENT = """
 import sys
-from ppddpm.heap import trim_heap
+from ppddpm.runtime.heap import trim_heap
 def rss():
     with open("/proc/self/status") as f:
         return int(next(l for l in f if l.startswith("VmRSS")).split()[1]) // 1024
@@ -75,6 +75,6 @@ def test_trim_returns_freed_fragmented_memory_to_the_os():
 
 def test_trim_without_glibc_is_a_no_op(monkeypatch):
     import ctypes
-    from ppddpm.heap import trim_heap
+    from ppddpm.runtime.heap import trim_heap
     monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: (_ for _ in ()).throw(OSError("no libc")))
     assert trim_heap() is False

@@ -10,8 +10,8 @@ import sys
 import pytest
 import yaml
 
-from ppddpm.cli_args import build_parser
-from ppddpm.cli_parse import config_key, is_boolean
+from ppddpm.cli.args import build_parser
+from ppddpm.cli.parse import config_key, is_boolean
 from ppddpm.config import apply_overrides, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

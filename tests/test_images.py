@@ -5,11 +5,11 @@ import paddle
 import pytest
 from PIL import Image
 
-from ppddpm.config import ConfigError
+from ppddpm.config import ConfigError, parse_num_images
 from ppddpm.errors import PPDDPMError
-from ppddpm.fileio import atomic_write
-from ppddpm.images import (grid_size, make_grid, parse_num_images, save_grid,
-                           save_individual, save_npz, save_sequence, to_uint8)
+from ppddpm.io.files import atomic_write
+from ppddpm.io.images import (grid_size, make_grid, save_grid, save_individual, save_npz,
+                              save_sequence, to_uint8)
 
 
 def _known_batch(n=2, h=3, w=4):

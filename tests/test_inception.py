@@ -10,12 +10,12 @@ import pytest
 from helpers_inception import (FIXTURES, engine_cache, fixture_meta, large_image,
                                random_weights_pth, write_pth)
 from ppddpm.errors import CheckpointError, PPDDPMError
-from ppddpm.metrics.features import from_array, inception_features
-from ppddpm.metrics.inception import (FIDInceptionV3, cache_path_for, file_digest,
+from ppddpm.evaluate.metrics.features import from_array, inception_features
+from ppddpm.evaluate.metrics.inception import (FIDInceptionV3, cache_path_for, file_digest,
                                       load_inception, torch_keys_and_shapes)
-from ppddpm.metrics.inception_weights import (ENV_VAR, WEIGHTS_FILE, WEIGHTS_URL,
+from ppddpm.evaluate.metrics.inception_weights import (ENV_VAR, WEIGHTS_FILE, WEIGHTS_URL,
                                               InceptionWeightsError, resolve_weights_path)
-from ppddpm.metrics.pth_reader import PthError, read_pth
+from ppddpm.evaluate.metrics.pth_reader import PthError, read_pth
 
 FX = os.path.join(FIXTURES, "inception_pth_{}.pth")
 REF = np.load(os.path.join(FIXTURES, "inception_parity.npz"))
@@ -103,7 +103,7 @@ def _close(got, want):
 def test_parity_with_pytorch_fid_through_the_pth_reader(weights, tmp_path_factory):
     # Also the oneDNN predictor export (made, checked against the dynamic graph and cached in
     # a session folder, where the CLI tests find it again).
-    from ppddpm.metrics.inception_engine import InceptionPredictor, _key
+    from ppddpm.evaluate.metrics.inception_engine import InceptionPredictor, _key
     model, digest = load_inception(weights)
     assert len(digest) == 64
     cache = engine_cache(tmp_path_factory)

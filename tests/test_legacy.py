@@ -12,7 +12,7 @@ from ppddpm.config import ConfigError, ModelConfig
 from ppddpm.models.legacy import (ChannelDropout, LegacyFPN, LegacyUNet, from_model_range,
                                   model_data_range, original_time_table, to_model_range,
                                   upsample_nearest2x)
-from ppddpm.pretrained import load_pretrained
+from ppddpm.convert.pretrained import load_pretrained
 
 FULL_UNET = ModelConfig(arch="legacy_unet", ch=128, ch_mult=[1, 2, 2, 2], num_res_blocks=2,
                         attn_resolutions=[16], dropout=0.1, resolution=32, num_steps=1000)

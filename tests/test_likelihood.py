@@ -1,4 +1,4 @@
-"""Bits/dim (ppddpm/likelihood.py, --mode eval --metrics bpd) against the closed-form bound
+"""Bits/dim (ppddpm/evaluate/likelihood.py, --mode eval --metrics bpd) against the closed-form bound
 of the exact optimal denoiser of Gaussian data, and through the command line."""
 import json
 import math
@@ -9,9 +9,9 @@ import paddle
 from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import ndtr
 
-from ppddpm import likelihood
+from ppddpm.evaluate import likelihood
 from ppddpm.diffusion import GaussianDiffusion
-from ppddpm.schedules import get_beta_schedule
+from ppddpm.diffusion.schedules import get_beta_schedule
 
 MU, S = 0.1, 0.4
 BETAS = get_beta_schedule("linear", 40, 5e-4, 0.3)
@@ -104,7 +104,7 @@ def test_eval_bpd_through_the_command_line(tmp_path, capsys):
     from ppddpm.cli import main
     from ppddpm.config import load_config
     from ppddpm.models import build_model
-    from ppddpm.pretrained import load_pretrained, save_inference_file
+    from ppddpm.convert.pretrained import load_pretrained, save_inference_file
 
     data = make_fake_cifar10(str(tmp_path / "ds"), 3)                 # 3 test images
     (tmp_path / "tiny.yaml").write_text(TINY.format(root=ROOT))

@@ -7,7 +7,7 @@ import pytest
 from scipy import integrate, stats
 
 from ppddpm import GaussianDiffusion, get_beta_schedule
-from ppddpm.losses import (discretized_gaussian_log_likelihood, normal_kl, prior_bpd,
+from ppddpm.diffusion.losses import (discretized_gaussian_log_likelihood, normal_kl, prior_bpd,
                            training_losses, vb_terms_bpd)
 
 BETAS = get_beta_schedule("linear", 1000)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from ppddpm.metrics.fid import MetricError, feature_statistics, frechet_distance
-from ppddpm.metrics.inception_score import inception_score, inception_score_from_probs
-from ppddpm.metrics.kid import kernel_inception_distance, mmd2_unbiased, polynomial_kernel
-from ppddpm.metrics.precision_recall import in_manifold, knn_radii, precision_recall
+from ppddpm.evaluate.metrics.fid import MetricError, feature_statistics, frechet_distance
+from ppddpm.evaluate.metrics.inception_score import inception_score, inception_score_from_probs
+from ppddpm.evaluate.metrics.kid import kernel_inception_distance, mmd2_unbiased, polynomial_kernel
+from ppddpm.evaluate.metrics.precision_recall import in_manifold, knn_radii, precision_recall
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
@@ -67,7 +67,7 @@ def test_fid_matches_pytorch_fid(case):
 
 def test_fid_singular_product_adds_eps_like_pytorch_fid(monkeypatch):
     # Force sqrtm to fail once: the offset path must run, warn, and give the eps answer.
-    import ppddpm.metrics.fid as fid
+    import ppddpm.evaluate.metrics.fid as fid
     calls = []
     real_sqrtm = linalg.sqrtm
 
@@ -87,7 +87,7 @@ def test_fid_singular_product_adds_eps_like_pytorch_fid(monkeypatch):
 
 
 def test_fid_large_imaginary_part_is_an_error_small_one_is_dropped(monkeypatch):
-    import ppddpm.metrics.fid as fid
+    import ppddpm.evaluate.metrics.fid as fid
     eye = np.eye(2)
     monkeypatch.setattr(fid.linalg, "sqrtm", lambda m, disp=True: (eye + 1e-6j, 0.0))
     assert fid.frechet_distance(np.zeros(2), eye, np.zeros(2), eye) == pytest.approx(0.0, abs=1e-12)

@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import wasserstein_distance
 
 from ppddpm.data.toy import mixture_spec, sample_toy
-from ppddpm.metrics2d import (TRUE_FRAC_3SIGMA, energy_distance, mode_stats, quality,
+from ppddpm.toy.metrics import (TRUE_FRAC_3SIGMA, energy_distance, mode_stats, quality,
                               sliced_wasserstein)
 
 

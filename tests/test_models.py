@@ -199,15 +199,9 @@ def test_downsample_pads_zero_before_and_one_after():
 
 # ---- build_model dispatch -------------------------------------------------------------
 
-def test_build_model_rejects_unknown_archs_and_a_missing_legacy_module(monkeypatch):
+def test_build_model_rejects_unknown_archs():
     with pytest.raises(ConfigError, match="'unet'.*'fpn'.*'legacy_unet'.*'legacy_fpn'"):
         build_model(ModelConfig(arch="transformer"))
-    import sys
-    import ppddpm.models
-    monkeypatch.setitem(sys.modules, "ppddpm.models.legacy", None)   # as if legacy.py were absent
-    monkeypatch.delattr(ppddpm.models, "legacy", raising=False)
-    with pytest.raises(ConfigError, match="legacy"):
-        build_model(ModelConfig(arch="legacy_unet"))
 
 
 @pytest.mark.parametrize("kw,match", [(dict(resolution=15), "divisible by 2"),

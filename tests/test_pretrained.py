@@ -12,7 +12,7 @@ from ppddpm.config import Config, ModelConfig, validate
 from ppddpm.errors import CheckpointError
 from ppddpm.models import build_model
 from ppddpm.models.state import MAX_LISTED, load_state_strict
-from ppddpm.pretrained import load_pretrained, save_inference_file
+from ppddpm.convert.pretrained import load_pretrained, save_inference_file
 
 UNET_SMALL = dict(arch="unet", ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4],
                   dropout=0.0, resolution=8)

@@ -11,7 +11,7 @@ import pytest
 
 from helpers_cli import ROOT, run
 from helpers_data import make_fake_cifar10
-from ppddpm.cli_parse import parse_command_line
+from ppddpm.cli.parse import parse_command_line
 from ppddpm.cli import main, resolve_config
 
 TINY = """\

@@ -18,13 +18,13 @@ from dist_workers import FixedImages, tiny_config
 from helpers_cli import ROOT, run, tiny_cifar10_yaml
 from helpers_data import make_fake_cifar10
 
-from ppddpm import images
+from ppddpm.io import images
 from ppddpm.cli import main
 from ppddpm.data import build_loader
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.errors import CheckpointError, TrainingDiverged
 from ppddpm.models import build_model
-from ppddpm.train.checkpoint import atomic_save, load_checkpoint
+from ppddpm.io.weights import atomic_save, load_checkpoint
 from ppddpm.train.finite import all_finite, first_non_finite
 from ppddpm.train.runlock import LOCK_NAME, RunFolderBusy, RunLock
 from ppddpm.train.trainer import Trainer

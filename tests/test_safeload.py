@@ -1,4 +1,4 @@
-"""ppddpm.safeload: malicious pickles are refused before anything in them runs, and every
+"""ppddpm.io.safeload: malicious pickles are refused before anything in them runs, and every
 real file (trainer checkpoints, inference files, the original reproduction's files,
 paddle.save state dicts, Inception caches, CIFAR-10 batches) loads exactly as
 paddle.load / pickle gave it (paddle.load is the oracle)."""
@@ -17,8 +17,9 @@ from ppddpm.data import build_loader
 from ppddpm.data.cifar10 import decode_batch
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.models import build_model
-from ppddpm.safeload import UnsafeFileError, load_paddle_file, load_pickle
-from ppddpm.train.checkpoint import atomic_save, get_rng_state, load_checkpoint
+from ppddpm.io.safeload import UnsafeFileError, load_paddle_file, load_pickle
+from ppddpm.io.weights import atomic_save, load_checkpoint
+from ppddpm.train.checkpoint import get_rng_state
 from ppddpm.train.trainer import Trainer
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from helpers_cli import ROOT, in_process_cli, run
 from helpers_data import make_fake_cifar10, py2_pickle
-from ppddpm.metrics.inception_weights import WEIGHTS_FILE
+from ppddpm.evaluate.metrics.inception_weights import WEIGHTS_FILE
 from test_safeload import evil_checkpoint, payloads
 
 TINY = """\

@@ -12,12 +12,12 @@ from helpers_cli import ROOT, in_process_cli
 from helpers_legacy import T_TINY, forward_np, probe_input, tiny, tiny_betas, write_original_file
 from ppddpm.config import load_config
 from ppddpm.convert.__main__ import main as convert_main
-from ppddpm.convert.safetensors_io import FORMAT, read_inference_safetensors, read_safetensors
+from ppddpm.io.safetensors_io import FORMAT, read_inference_safetensors, read_safetensors
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.errors import CheckpointError
 from ppddpm.models import build_model
-from ppddpm.pretrained import load_pretrained, save_inference_file
-from ppddpm.train.checkpoint import atomic_save, load_checkpoint
+from ppddpm.convert.pretrained import load_pretrained, save_inference_file
+from ppddpm.io.weights import atomic_save, load_checkpoint
 
 TINY = """\
 base: {root}/configs/cifar10.yaml

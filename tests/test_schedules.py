@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ppddpm import get_beta_schedule
-from ppddpm.schedules import SCHEDULES, cosine_alpha_bar
+from ppddpm.diffusion.schedules import SCHEDULES, cosine_alpha_bar
 
 NAMES = ["linear", "quad", "const", "jsd", "warmup10", "warmup50", "cosine", "sigmoid"]
 

@@ -18,7 +18,8 @@ import pytest
 from helpers_cli import ROOT, tiny_cifar10_yaml
 from helpers_data import make_fake_cifar10
 
-from ppddpm.train.checkpoint import list_checkpoints, load_checkpoint
+from ppddpm.io.weights import load_checkpoint
+from ppddpm.train.checkpoint import list_checkpoints
 
 TINY = tiny_cifar10_yaml("{batchsize: 2, training_iters: 100000, warmup_steps: 2, "
                          "sample_interval: 0, ckpt_interval: 0}", sample=None)

@@ -1,4 +1,4 @@
-"""The fast ODE solvers against exact models (ppddpm/oracles.py).
+"""The fast ODE solvers against exact models (ppddpm/samplers/oracles.py).
 
 With the exact noise predictor of a Gaussian mixture, a sampler can only be wrong by its own
 discretisation. The reference is the probability-flow ODE solved to 1e-10 by scipy (an
@@ -10,11 +10,11 @@ import pytest
 
 from ppddpm.config import SampleConfig
 from ppddpm.diffusion import GaussianDiffusion
-from ppddpm.oracles import GaussianMixtureOracle, gaussian8_oracle
+from ppddpm.samplers.oracles import GaussianMixtureOracle, gaussian8_oracle
 from ppddpm.samplers import (DDIMSampler, DPMSolverPPSampler, DPMSolverSampler,
                              UniPCSampler, timestep_grid)
-from ppddpm.sampling import build_sampler, sampler_description
-from ppddpm.schedules import get_beta_schedule
+from ppddpm.samplers import build_sampler, sampler_description
+from ppddpm.diffusion.schedules import get_beta_schedule
 
 BETAS = get_beta_schedule("linear", 1000)
 DIFF = GaussianDiffusion(BETAS, "eps", "fixed_small")

@@ -4,9 +4,9 @@ import numpy as np
 import paddle
 
 from ppddpm.diffusion import GaussianDiffusion
-from ppddpm.oracles import gaussian8_oracle
+from ppddpm.samplers.oracles import gaussian8_oracle
 from ppddpm.samplers import DDIMSampler, DDPMSampler, DPMSolverPPSampler, DPMSolverSampler
-from ppddpm.schedules import get_beta_schedule
+from ppddpm.diffusion.schedules import get_beta_schedule
 
 BETAS = get_beta_schedule("linear", 1000)
 ABAR = np.cumprod(1.0 - BETAS)

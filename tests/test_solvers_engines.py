@@ -8,11 +8,11 @@ from dist_workers import tiny_config
 
 from ppddpm.config import ModelConfig
 from ppddpm.diffusion import GaussianDiffusion
-from ppddpm.engine import InferenceModel
+from ppddpm.engines.predictor import InferenceModel
 from ppddpm.models import build_model
-from ppddpm.pretrained import save_inference_file
+from ppddpm.convert.pretrained import save_inference_file
 from ppddpm.samplers import DPMSolverPPSampler, DPMSolverSampler, UniPCSampler
-from ppddpm.schedules import get_beta_schedule
+from ppddpm.diffusion.schedules import get_beta_schedule
 
 SHAPE = [3, 16, 16]
 SOLVERS = (("dpm_solver++", "2"), ("dpm_solver", "3"), ("unipc", "3"))

@@ -10,7 +10,7 @@ from toy_workers import spawn_train_vlb, train_vlb
 
 from ppddpm.config import ConfigError
 from ppddpm.models.state import as_numpy
-from ppddpm.timestep_sampler import (LossAwareSampler, UniformSampler, build_timestep_sampler)
+from ppddpm.train.timestep_sampler import (LossAwareSampler, UniformSampler, build_timestep_sampler)
 from ppddpm.train.randomness import uniform_timesteps
 GRID = (np.arange(100000) + 0.5) / 100000   # evenly spread uniforms: counts ~ N p exactly
 

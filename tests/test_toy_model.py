@@ -4,7 +4,7 @@ import paddle
 import pytest
 
 from ppddpm.config import ConfigError, ModelConfig
-from ppddpm.engine import make_engine
+from ppddpm.engines import make_engine
 from ppddpm.models import build_model
 from ppddpm.models.mlp import MLP, fourier_features
 

@@ -15,12 +15,15 @@ import pytest
 
 from helpers_cli import ROOT
 from ppddpm.cli import main, resolve_config
-from ppddpm.cli_args import build_parser
+from ppddpm.cli.args import build_parser
 from ppddpm.config import Config, ConfigError, apply_overrides, load_config
-from ppddpm.config_checks import RANGES, SCHEDULE_USES, check_model, checked_sampler, output_folders
+from ppddpm.cli.outputs import output_folders
+from ppddpm.config.checks import RANGES, check_model
+from ppddpm.diffusion.schedules import SCHEDULE_USES
+from ppddpm.samplers import checked_sampler
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.models import build_model
-from ppddpm.schedules import get_beta_schedule
+from ppddpm.diffusion.schedules import get_beta_schedule
 
 TINY = """\
 base: {root}/configs/cifar10.yaml

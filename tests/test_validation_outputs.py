@@ -1,4 +1,4 @@
-"""Output folders are created and write-tested before the first iteration (ppddpm/outputs.py):
+"""Output folders are created and write-tested before the first iteration (ppddpm/cli/outputs.py):
 a folder that cannot be made or written is one `error:` line naming the flag, the path and
 the reason, with exit status 2. Tests run as root, where permissions do not stop writes,
 so unwritable folders are made with a path through a regular file, or /proc; a full disk
@@ -9,7 +9,7 @@ import pytest
 
 from helpers_cli import ROOT
 from ppddpm.cli import main
-from ppddpm.outputs import OutputDirError, prepare_output_dir
+from ppddpm.cli.outputs import OutputDirError, prepare_output_dir
 
 from test_validation import TINY  # noqa: E402  (the same tiny CIFAR-10 config)
 

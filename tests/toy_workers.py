@@ -24,7 +24,7 @@ def train_vlb(out_dir, iters=8, accum=1, resume_from=None):
     from ppddpm.data import build_dataset, build_loader
     from ppddpm.diffusion import GaussianDiffusion
     from ppddpm.models import build_model
-    from ppddpm.train.dist import init_distributed
+    from ppddpm.runtime.dist import init_distributed
     from ppddpm.train.trainer import Trainer
 
     world, rank = init_distributed()

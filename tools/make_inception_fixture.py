@@ -6,7 +6,7 @@ Needs torch, torchvision, pytorch-fid and scipy (optional, never needed by ppddp
     /work/venv-ref/bin/python tools/make_inception_fixture.py
 
 The ~95 MB Inception state dict is not committed. Its random weights are drawn by
-ppddpm/metrics/inception_weights.py::random_torch_state (numpy RandomState, seeded per
+ppddpm/evaluate/metrics/inception_weights.py::random_torch_state (numpy RandomState, seeded per
 tensor name), which the test calls again. This script loads them into pytorch-fid's model
 through pytorch-fid's own construction (fid_inception_v3 with its weight download replaced
 by those weights) and records:
@@ -47,14 +47,15 @@ LARGE_SHAPE = (1, 320, 304, 3)  # downsampled to 299 on one axis, upsampled on t
 
 
 def _load_weights_module():
-    """ppddpm.metrics.inception_weights without running ppddpm/__init__ (which needs Paddle)."""
+    """ppddpm.evaluate.metrics.inception_weights without running ppddpm/__init__ (which needs Paddle)."""
     root = os.path.abspath(os.path.join(HERE, ".."))
-    for name, rel in (("ppddpm", "ppddpm"), ("ppddpm.metrics", "ppddpm/metrics")):
+    for name, rel in (("ppddpm", "ppddpm"), ("ppddpm.evaluate", "ppddpm/evaluate"),
+                      ("ppddpm.evaluate.metrics", "ppddpm/evaluate/metrics")):
         pkg = types.ModuleType(name)
         pkg.__path__ = [os.path.join(root, rel)]
         sys.modules[name] = pkg
     sys.path.insert(0, root)
-    return importlib.import_module("ppddpm.metrics.inception_weights")
+    return importlib.import_module("ppddpm.evaluate.metrics.inception_weights")
 
 
 def inputs():

@@ -20,8 +20,8 @@ sys.path.insert(0, ROOT)
 
 from ppddpm.cli import main  # noqa: E402
 from ppddpm.data.toy import mixture_spec  # noqa: E402
-from ppddpm.metrics2d import requested_mode_stats  # noqa: E402
-from ppddpm.pretrained import load_pretrained  # noqa: E402
+from ppddpm.toy.metrics import requested_mode_stats  # noqa: E402
+from ppddpm.convert.pretrained import load_pretrained  # noqa: E402
 from ppddpm.samplers import DDPMSampler  # noqa: E402
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),

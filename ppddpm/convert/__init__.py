@@ -12,9 +12,15 @@ from typing import Mapping
 import numpy as np
 
 from ..config import Config, ConfigError, set_value, validate
+from ..diffusion.schedules import get_beta_schedule
 from ..errors import CheckpointError
-from ..models.state import as_numpy
+from ..io.weights import load_checkpoint
+from ..models import build_model
+from ..models.state import as_numpy, load_state_strict
+from ..version import __version__
+from .diffusers import convert_diffusers_unet
 from .original import convert_original, detect_legacy_arch, legacy_config, legacy_model_config
+from .pretrained import save_inference_file
 
 __all__ = ["convert_original", "convert_training", "convert_diffusers", "convert_file",
            "write_inference", "detect_legacy_arch", "legacy_config", "legacy_model_config"]
@@ -24,8 +30,6 @@ SOURCES = ("original", "diffusers", "training")
 
 def _checked_state(cfg: Config, state: Mapping, source: str) -> dict:
     """Build cfg's network, load ``state`` strictly, return its weights as numpy."""
-    from ..models import build_model
-    from ..models.state import load_state_strict
     model = build_model(cfg.model)
     load_state_strict(model, state, source, expected=f"{cfg.model.arch} from the file's config")
     return {k: v.numpy() for k, v in model.state_dict().items()}
@@ -33,9 +37,6 @@ def _checked_state(cfg: Config, state: Mapping, source: str) -> dict:
 
 def convert_training(src_path: str, use_ema: bool = True) -> dict:
     """A ppddpm training checkpoint -> its (EMA by default) inference file dict."""
-    from .. import __version__
-    from ..schedules import get_beta_schedule
-    from ..train.checkpoint import load_checkpoint
 
     obj = load_checkpoint(src_path)
     if "config" not in obj:
@@ -63,9 +64,6 @@ def convert_training(src_path: str, use_ema: bool = True) -> dict:
 
 def convert_diffusers(src_dir: str) -> dict:
     """A diffusers UNet2DModel folder (+ scheduler config) -> an inference file dict."""
-    from .. import __version__
-    from ..schedules import get_beta_schedule
-    from .diffusers import convert_diffusers_unet
 
     state, model_cfg, scheduler = convert_diffusers_unet(src_dir)
     cfg = Config()
@@ -97,6 +95,5 @@ def convert_file(source: str, src: str, use_ema: bool = True) -> dict:
 
 def write_inference(result: Mapping, out_path: str) -> str:
     """Save a ``convert_*`` result as an inference file (atomically)."""
-    from ..pretrained import save_inference_file
     return save_inference_file(out_path, result["model"], result["betas"], result["options"],
                                result["config"])

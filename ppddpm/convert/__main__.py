@@ -5,6 +5,9 @@ import argparse
 import os
 import sys
 
+from ..errors import PPDDPMError
+from . import SOURCES, convert_file, write_inference
+
 DESCRIPTION = """\
 Convert weights into a ppddpm inference file: a paddle.save dict holding the
 network's weights ("model"), the noise schedule ("betas"), the original flags
@@ -52,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m ppddpm.convert", description=DESCRIPTION,
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--from", dest="source", required=True,
-                    choices=("original", "diffusers", "training"),
+                    choices=SOURCES,
                     help="kind of the source (see above)")
     ap.add_argument("--src", required=True, metavar="PATH",
                     help="source file (original, training) or folder (diffusers)")
@@ -68,8 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from ..errors import PPDDPMError
-    from . import convert_file, write_inference
     try:
         if args.source == "diffusers" and not os.path.isdir(args.src):
             raise PPDDPMError(f"--src {args.src!r} must be a diffusers model folder "

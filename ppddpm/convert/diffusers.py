@@ -15,10 +15,12 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import paddle
 
 from ..config import ConfigError, ModelConfig
 from ..errors import CheckpointError
-from .safetensors_io import read_safetensors
+from ..io.safetensors_io import read_safetensors
+from ..models.unet import UNet
 
 __all__ = ["convert_diffusers_unet", "find_diffusers_files", "model_config_from_diffusers",
            "scheduler_info_from_diffusers"]
@@ -253,8 +255,6 @@ def _map_tensors(src: Dict[str, np.ndarray], cfg: ModelConfig, flip_sin_to_cos: 
 
 
 def _expected_shapes(cfg: ModelConfig) -> Dict[str, Tuple[int, ...]]:
-    import paddle
-    from ..models.unet import UNet
     with paddle.LazyGuard():     # shapes only: nothing is allocated or initialised
         model = UNet(cfg)
     return {k: tuple(int(s) for s in v.shape) for k, v in model.state_dict().items()}

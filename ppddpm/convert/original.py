@@ -15,8 +15,12 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from ..config import Config, ConfigError, DataConfig, DiffusionConfig, ModelConfig, validate
+from ..diffusion.schedules import get_beta_schedule
 from ..errors import CheckpointError
-from ..models.state import as_numpy, tensor_shape
+from ..io.weights import load_checkpoint
+from ..models import build_model
+from ..models.state import as_numpy, load_state_strict, tensor_shape
+from ..version import __version__
 
 UNET_MARKER = "middles.0.conv1.2.weight"   # only the original UNet has this key
 FPN_MARKER = "middle.out_norm.weight"      # only the original FPN has this key
@@ -116,7 +120,6 @@ def legacy_betas(obj: Mapping, source: str) -> np.ndarray:
         return betas
     opts = obj.get("options") or {}
     try:
-        from ..schedules import get_beta_schedule
         return get_beta_schedule(opts["beta_schedule"], int(opts["num_diffusion_steps"]),
                                  float(opts["beta_start"]), float(opts["beta_end"]))
     except KeyError as exc:
@@ -181,10 +184,6 @@ def convert_original(src_path: str, use_ema: bool = True) -> dict:
     The weights are checked name for name and shape for shape against the network
     rebuilt from them, so a damaged file fails here, not at sampling time.
     """
-    from .. import __version__
-    from ..models import build_model
-    from ..models.state import load_state_strict
-    from ..train.checkpoint import load_checkpoint
 
     obj = load_checkpoint(src_path)
     if "config" in obj:

@@ -13,14 +13,18 @@ from __future__ import annotations
 from typing import Callable, Dict
 
 from ..config import ConfigError, DataConfig
+from .celeba64 import CelebA64Dataset
+from .cifar10 import Cifar10Dataset
+from .folders import ImageFolderDataset
 from .loader import EpochBatchSampler, build_loader, epoch_permutation, flip_bits
+from .mnist import MnistDataset
+from .toy import toy_factories
 
 __all__ = ["build_dataset", "build_loader", "register_dataset", "EpochBatchSampler",
            "epoch_permutation", "flip_bits", "DATASETS"]
 
 
 def _cifar10(cfg: DataConfig):
-    from .cifar10 import Cifar10Dataset
     if cfg.image_size != 32:
         raise ConfigError(f"data.image_size={cfg.image_size}, but CIFAR-10 images are 32x32; "
                           "set data.image_size=32 (and model.resolution=32)")
@@ -29,21 +33,18 @@ def _cifar10(cfg: DataConfig):
 
 
 def _folder(cfg: DataConfig):
-    from .folders import ImageFolderDataset
     return ImageFolderDataset(cfg.data_dir, cfg.image_size, random_flip=cfg.random_flip,
                               channels=cfg.channels, class_level=cfg.class_level)
 
 
 def _mnist(name: str):
     def build(cfg: DataConfig):
-        from .mnist import MnistDataset
         return MnistDataset(cfg.data_dir, name, train=True, random_flip=cfg.random_flip,
                             download=cfg.download, image_size=cfg.image_size)
     return build
 
 
 def _celeba64(cfg: DataConfig):
-    from .celeba64 import CelebA64Dataset
     return CelebA64Dataset(cfg.data_dir, cfg.image_size, random_flip=cfg.random_flip,
                            channels=cfg.channels)
 
@@ -55,6 +56,7 @@ DATASETS: Dict[str, Callable[[DataConfig], object]] = {
     "mnist": _mnist("mnist"),
     "fashion_mnist": _mnist("fashion_mnist"),
     "celeba64": _celeba64,
+    **toy_factories(),   # the 2-D sets of data/toy.py
 }
 
 
@@ -70,7 +72,3 @@ def build_dataset(data_cfg: DataConfig):
         raise ConfigError(f"data.dataset={data_cfg.dataset!r} is not known; choose one of "
                           f"{sorted(DATASETS)}") from None
     return factory(data_cfg)
-
-
-from .toy import register_all as _register_toy  # noqa: E402  (the 2-D sets of data/toy.py)
-_register_toy()

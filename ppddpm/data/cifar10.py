@@ -23,6 +23,7 @@ import numpy as np
 import paddle
 
 from ..errors import DatasetError
+from ..io.safeload import UnsafeFileError, load_pickle
 from .download import download_file
 from .loader import split_key, to_model_input
 
@@ -52,7 +53,6 @@ def decode_batch(raw: bytes, name: str) -> Tuple[np.ndarray, np.ndarray]:
 
     Unpickled through the allow-list (ppddpm.safeload): a batch whose pickle asks for
     anything but numpy arrays and plain values raises UnsafeFileError, nothing runs."""
-    from ..safeload import UnsafeFileError, load_pickle
     try:
         d = load_pickle(raw, source=f"CIFAR-10 batch {name}", encoding="latin1")
     except UnsafeFileError:

@@ -15,7 +15,7 @@ import urllib.request
 from tqdm import tqdm
 
 from ..errors import DatasetError
-from ..fileio import commit_temp, file_hash, temp_path_for
+from ..io.files import commit_temp, file_hash, temp_path_for
 
 
 def file_md5(path: str) -> str:

@@ -29,6 +29,7 @@ from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import paddle
+from paddle.io.dataloader.collate import default_collate_fn
 
 from ..config import ConfigError
 from ..errors import DatasetError
@@ -159,7 +160,6 @@ class _Guarded(paddle.io.Dataset):
 def _collate(pairs):
     """A batch ``[*fields, status]``; status int64 [3] = (kind, index, flip). On an error
     the batch is ``[zeros(1), status]``, whose shape no training step accepts."""
-    from paddle.io.dataloader.collate import default_collate_fn
     for item, key in pairs:
         if item is None:
             i, flip = split_key(key)

@@ -23,7 +23,6 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..config import DataConfig
 from ..errors import DatasetError
 
 TOY_DATASETS = ("scurve", "swissroll", "gaussian8", "gaussian25", "moons")
@@ -121,13 +120,6 @@ class ToyDataset:
         return self._items[index], self.labels[index]
 
 
-def _factory(name: str):
-    def build(cfg: DataConfig) -> ToyDataset:
-        return ToyDataset(name)
-    return build
-
-
-def register_all() -> None:
-    from . import register_dataset
-    for name in TOY_DATASETS:
-        register_dataset(name, _factory(name))
+def toy_factories() -> dict:
+    """data.dataset name -> builder of each 2-D set, for the data sets' registry."""
+    return {name: (lambda cfg, name=name: ToyDataset(name)) for name in TOY_DATASETS}

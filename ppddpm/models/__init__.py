@@ -1,40 +1,31 @@
-"""Networks: build_model(model_cfg) dispatches on model_cfg.arch."""
+"""Networks: ``build_model(model_cfg)`` builds the one that ``model_cfg.arch`` names."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..config import ConfigError
+from ..config.names import ARCHS
+from .fpn import FPN
+from .legacy import LegacyFPN, LegacyUNet
+from .mlp import MLP
+from .unet import UNet
 
-__all__ = ["build_model", "count_parameters", "KNOWN_ARCHS"]
+__all__ = ["build_model", "count_parameters", "NETWORKS"]
 
-KNOWN_ARCHS = ("unet", "fpn", "legacy_unet", "legacy_fpn", "mlp")
+# model.arch -> network class; the names are config.names.ARCHS, in its order:
+#   unet: the official DDPM UNet; fpn: the FPN-style UNet; legacy_unet / legacy_fpn: the
+#   original reproduction's networks, for its checkpoints; mlp: a residual MLP for 2-D data.
+NETWORKS = {"unet": UNet, "fpn": FPN, "legacy_unet": LegacyUNet, "legacy_fpn": LegacyFPN,
+            "mlp": MLP}
+assert tuple(NETWORKS) == ARCHS, "a network name without its class, or the reverse"
 
 
 def build_model(model_cfg):
-    """Build the network that ``model_cfg`` describes (a ModelConfig).
-
-    arch: "unet" (official DDPM UNet), "fpn" (FPN-style UNet), "legacy_unet" /
-    "legacy_fpn" (the original reproduction's networks, for its checkpoints), "mlp"
-    (residual MLP for 2-D toy data).
-    """
+    """Build the network that ``model_cfg`` (a ModelConfig) describes."""
     arch = getattr(model_cfg, "arch", None)
-    if arch == "unet":
-        from .unet import UNet
-        return UNet(model_cfg)
-    if arch == "fpn":
-        from .fpn import FPN
-        return FPN(model_cfg)
-    if arch in ("legacy_unet", "legacy_fpn"):
-        try:
-            from . import legacy
-        except ImportError as exc:
-            raise ConfigError(f"model.arch={arch!r} needs ppddpm.models.legacy, which "
-                              f"could not be imported ({exc})") from None
-        return (legacy.LegacyUNet if arch == "legacy_unet" else legacy.LegacyFPN)(model_cfg)
-    if arch == "mlp":   # the 2-D toy-data network
-        from .mlp import MLP
-        return MLP(model_cfg)
-    raise ConfigError(f"model.arch={arch!r} is not known; choose one of {list(KNOWN_ARCHS)}")
+    if arch not in NETWORKS:
+        raise ConfigError(f"model.arch={arch!r} is not known; choose one of {list(ARCHS)}")
+    return NETWORKS[arch](model_cfg)
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:

@@ -1,13 +1,12 @@
 """Conv2d: ``paddle.nn.Conv2D`` whose dynamic-graph forward and backward run on oneDNN.
 
 Same parameters, state-dict keys, initialisation and maths as ``nn.Conv2D``; only the
-kernels differ (``ppddpm/onednn.py``). Used for every conv of the networks:
+kernels differ (``onednn.py``). Used for every conv of the networks:
 
 * ``auto`` (default): oneDNN when it applies: dynamic graph, CPU tensors, float32, groups
   1, no dilation, zero padding, NCHW, the wheel's oneDNN loads, and the conv has at least
-  ``MIN_FLOPS`` (below that the Python around the call costs more than oneDNN saves:
-  0.07 MFLOP took 391 us against Paddle's 178 us forward+backward, 9.4 MFLOP 782 against
-  1568). Paddle's conv otherwise.
+  ``MIN_FLOPS`` (below that the Python around the call costs more than oneDNN saves;
+  docs/speed.md, "Training: oneDNN convolutions", gives the crossover). Paddle's conv otherwise.
   ``paddle.jit.save`` (the sampling engine) always traces Paddle's conv, because a static
   program is not the dynamic graph.
 * ``onednn``: as auto for every size, and an unusable library is an error instead of a
@@ -26,11 +25,11 @@ import paddle
 import paddle.nn as nn
 from paddle.autograd import PyLayer
 
-from .. import onednn
 from ..config import ConfigError
+from . import onednn
 
 BACKENDS = ("auto", "onednn", "paddle")
-MIN_FLOPS = 2e6   # auto: forward FLOPs from which oneDNN is faster (crossover 0.6-2.4 MFLOP)
+MIN_FLOPS = 2e6   # auto: forward FLOPs from which oneDNN is faster (docs/speed.md)
 _backend = os.environ.get("PPDDPM_CONV_BACKEND", "auto").strip().lower() or "auto"
 
 

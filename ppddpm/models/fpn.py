@@ -16,8 +16,8 @@ from __future__ import annotations
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import (AttnBlock, add_class_embedding, conv1x1, conv3x3, group_norm, linear, sinusoidal_table,
-                     swish, upsample_nearest2x)
+from .layers import (AttnBlock, add_class_embedding, conv1x1, conv3x3, group_norm, linear,
+                     sinusoidal_table, swish, upsample_nearest2x)
 from .unet import check_common
 
 

@@ -194,7 +194,7 @@ class Downsample(nn.Layer):
 
 def upsample_nearest2x(x):
     """Nearest-neighbour 2x on NCHW: [N,C,H,W] -> [N,C,H,1,W,1] -> expand -> [N,C,2H,2W].
-    Exports to the oneDNN predictor (F.interpolate nearest does not; PADDLE_CPU_NOTES.md)
+    Exports to the oneDNN predictor (F.interpolate nearest does not, in Paddle 3.x)
     and is faster than repeat_interleave both ways (its backward is one reduction)."""
     n, c, h, w = x.shape
     tiled = x.unsqueeze([3, 5]).expand([n, c, h, 2, w, 2])

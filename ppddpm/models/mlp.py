@@ -25,8 +25,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..config import ConfigError
 from .layers import Swish, add_class_embedding, linear, timestep_embedding
-
 
 NUM_FREQS, MIN_FREQ, MAX_FREQ = 16, 1.0, 100.0
 
@@ -62,7 +62,6 @@ class MLP(nn.Layer):
 
     def __init__(self, cfg):
         super().__init__()
-        from ..config import ConfigError
         if cfg.ch < 2 or cfg.num_res_blocks < 0 or cfg.resolution < 1 or cfg.in_channels < 1:
             raise ConfigError(f"model.arch='mlp' needs ch >= 2, num_res_blocks >= 0, resolution "
                               f">= 1 and in_channels >= 1; got ch={cfg.ch}, num_res_blocks="

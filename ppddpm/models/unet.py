@@ -12,13 +12,13 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
-from .layers import (AttnBlock, add_class_embedding, Downsample, ResBlock, Swish, Upsample, conv3x3, group_norm,
-                     linear, swish, timestep_embedding)
+from ..config import ConfigError
+from .layers import (AttnBlock, Downsample, ResBlock, Swish, Upsample, add_class_embedding, conv3x3,
+                     group_norm, linear, swish, timestep_embedding)
 
 
 def check_common(cfg, name: str) -> None:
     """Raise ConfigError for model settings no network can be built from."""
-    from ..config import ConfigError
     if not cfg.ch_mult or any(m < 1 for m in cfg.ch_mult):
         raise ConfigError(f"model.ch_mult={cfg.ch_mult!r} must be a non-empty list of "
                           f"positive integers for {name}")

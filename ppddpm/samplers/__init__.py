@@ -1,11 +1,15 @@
 """Samplers sharing one contract: ``sample(model, shape, seed)`` and ``progressive(...)``."""
 from .base import Sampler, to_unit_range
+from .batched import generate, generate_sequence, image_shape
 from .ddim import DDIMSampler, ddim_timesteps
 from .ddpm import DDPMSampler
 from .dpm_solver import DPMSolverSampler
 from .dpm_solver_pp import DPMSolverPPSampler
+from .factory import SAMPLER_CLASSES, build_sampler, checked_sampler, sampler_description
 from .spacing import SPACINGS, timestep_grid
 from .unipc import UniPCSampler
 
 __all__ = ["Sampler", "DDPMSampler", "DDIMSampler", "DPMSolverSampler", "DPMSolverPPSampler",
-           "UniPCSampler", "ddim_timesteps", "timestep_grid", "SPACINGS", "to_unit_range"]
+           "UniPCSampler", "ddim_timesteps", "timestep_grid", "SPACINGS", "to_unit_range",
+           "SAMPLER_CLASSES", "build_sampler", "checked_sampler", "sampler_description", "generate",
+           "generate_sequence", "image_shape"]

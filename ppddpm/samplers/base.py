@@ -12,7 +12,7 @@ import paddle
 from tqdm.auto import tqdm
 
 from ..diffusion import GaussianDiffusion
-from ..guidance import with_labels
+from .guidance import with_labels
 from .noise import NoiseStream
 
 

@@ -16,8 +16,6 @@ from .multistep import MultistepSolver
 
 
 class DPMSolverSampler(MultistepSolver):
-    name = "dpm_solver"
-
     def step(self, model, x, t, t_prev, noise):
         x0, eps = self.predictions(model, x, t)
         self.push(t, eps)

@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import numpy as np
 
-SPACINGS = ("uniform", "quadratic", "linspace", "trailing", "logsnr")
+from ..config.names import SPACINGS
 
 
 def ddim_timesteps(T: int, num_steps: Optional[int] = None, stride: Optional[int] = None,

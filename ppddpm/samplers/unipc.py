@@ -38,7 +38,6 @@ def unipc_rhs(h: float, k: int, variant: str) -> np.ndarray:
 
 
 class UniPCSampler(MultistepSolver):
-    name = "unipc"
     max_order = 3
 
     def __init__(self, diffusion, *args, variant: str = "bh2", **kwargs):

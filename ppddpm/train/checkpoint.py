@@ -1,4 +1,4 @@
-"""Checkpoint files: atomic save, checked load, names, listing, pruning, RNG state.
+"""Training checkpoints: names, listing, pruning, RNG state (written and read by io/weights.py).
 
 File names follow the original reproduction (see contract.md):
   training:  {ckpt_dir}/{prefix}_ckpt_iter_{N}.pdparam        (N = iterations done)
@@ -12,55 +12,12 @@ from __future__ import annotations
 import os
 import random
 import re
-from typing import Any, Callable, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import paddle
 
-from ..errors import CheckpointError
-from ..fileio import atomic_write_path, stale_temp_files
-
-# Test hook: called with the temp path after the object is fully written, before
-# the rename. Tests set it to pause there and kill the process.
-_before_commit: Optional[Callable[[str], None]] = None
-
-
-def atomic_save(obj: Any, path: str) -> str:
-    """paddle.save ``obj`` to ``path`` atomically (temp + fsync + os.replace + dir fsync)."""
-    def _write(tmp: str) -> None:
-        paddle.save(obj, tmp)
-        if _before_commit is not None:
-            _before_commit(tmp)
-    atomic_write_path(path, _write)
-    return path
-
-
-def load_checkpoint(path: str, return_numpy: bool = False) -> dict:
-    """Load a checkpoint dict as paddle.load would, through the allow-list unpickler
-    (ppddpm.safeload), turning every failure into a CheckpointError (an UnsafeFileError
-    for a pickle that asks for code).
-
-    ``return_numpy=True`` gives numpy arrays instead of tensors (paddle.load's flag).
-    """
-    from ..safeload import UnsafeFileError, load_paddle_file
-
-    if not path or not os.path.isfile(path):
-        what = "is a folder, not a file" if path and os.path.isdir(path) else "does not exist"
-        raise CheckpointError(f"checkpoint {path!r} {what}; check the path "
-                              "(--resume_ckpt_path / --pretrained_path)")
-    try:
-        obj = load_paddle_file(path, return_numpy=return_numpy)
-    except UnsafeFileError:
-        raise
-    except Exception as exc:  # paddle raises EOFError, ValueError, UnpicklingError...
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupt and cannot be "
-                              f"read ({type(exc).__name__}: {exc}); use another checkpoint "
-                              "or re-create it") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"checkpoint {path!r} holds a {type(obj).__name__}, not a dict "
-                              "of named entries (model, betas, ...); is it a ppddpm or "
-                              "original-reproduction file?")
-    return obj
+from ..io.files import stale_temp_files
 
 
 def train_ckpt_path(ckpt_dir: str, prefix: str, iters: int) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+
 import numpy as np
 
 
@@ -15,7 +16,7 @@ class RunLogger:
             return
         os.makedirs(log_dir, exist_ok=True)
         try:
-            from visualdl import LogWriter  # optional
+            from visualdl import LogWriter  # optional and heavy: imported only to log
             self.writer = LogWriter(logdir=log_dir)
             self.backend = "visualdl"
         except ImportError:

@@ -15,12 +15,14 @@ prefix unless ``--overwrite True`` (which removes those checkpoints first).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import socket
 import time
 from typing import Callable, List, Optional, Tuple
 
 from ..errors import PPDDPMError
+from .checkpoint import list_checkpoints, remove_stale_temps
 
 LOCK_NAME = ".ppddpm-train.lock"
 
@@ -111,7 +113,6 @@ class RunLock:
     # -- helpers -------------------------------------------------------------------
     def _flock(self, fd: int) -> bool:
         """True when this process now holds the lock."""
-        import fcntl
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
@@ -141,7 +142,6 @@ def claim_run_folder(ckpt_dir: str, prefix: str, resume: bool, overwrite: bool,
                      say: Callable[[str], None]) -> RunLock:
     """Lock ``ckpt_dir`` for this run and tidy it (see the module docstring). The caller
     releases the returned lock when the run ends (it is a context manager)."""
-    from .checkpoint import list_checkpoints, remove_stale_temps
     lock = RunLock(ckpt_dir)
     note = lock.acquire()
     try:

@@ -71,7 +71,7 @@ class SignalExit(KeyboardInterrupt):
         self.signum = int(signum)
 
 
-def _say(text: str) -> None:
+def _write_stderr(text: str) -> None:
     """Write to stderr without Python's buffered writer: the handler may run while that
     writer is in the middle of a write (a reentrant call would raise)."""
     try:
@@ -132,12 +132,12 @@ class StopSignals:
         if self.signum is None:
             self.signum = signum
             if self.announce and not self._raising:
-                _say(f"\n{signal_name(signum)} received: {self.announce}\n")
+                _write_stderr(f"\n{signal_name(signum)} received: {self.announce}\n")
             if self._raising:
                 raise SignalExit(signum)
             return
         if signum == signal.SIGINT:
-            _say("\nSIGINT again: exiting at once (every file is either complete or "
+            _write_stderr("\nSIGINT again: exiting at once (every file is either complete or "
                  "untouched)\n")
             for fn in self.on_force_exit:
                 try:

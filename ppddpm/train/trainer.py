@@ -25,18 +25,22 @@ from typing import List, Optional
 import paddle
 from tqdm.auto import tqdm
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, parse_num_images
+from ..convert.pretrained import save_inference_file
+from ..data.labels import grid_labels, sampling_classes
 from ..data.toy import is_toy
+from ..engines import snapshot_engine
 from ..errors import CheckpointError, TrainingDiverged
-from ..fileio import WriteFailed, write_failed
-from ..images import make_grid, parse_num_images, save_grid
+from ..io.files import WriteFailed, write_failed
+from ..io.images import make_grid, save_grid
+from ..io.weights import atomic_save
 from ..models.state import load_state_strict
-from ..pretrained import save_inference_file
-from ..sampling import build_sampler, generate, image_shape
-from ..timestep_sampler import build_timestep_sampler
-from . import dist
-from .checkpoint import (atomic_save, get_rng_state, inference_path, latest_checkpoint,
-                         prune_checkpoints, train_ckpt_path)
+from ..runtime import dist
+from ..samplers import build_sampler, generate, image_shape
+from ..toy.output import write_training_samples
+from ..version import __version__
+from .checkpoint import (get_rng_state, inference_path, latest_checkpoint, prune_checkpoints,
+                         train_ckpt_path)
 from .ema import EMA
 from .finite import all_finite, first_non_finite
 from .logger import RunLogger
@@ -45,6 +49,7 @@ from .optim import MixedPrecision, build_optimizer, optimizer_state_by_name
 from .randomness import (drop_labels, example_draws, iteration_seed, label_dropout_uniform,
                          uniform_timesteps)
 from .signals import Interrupted, StopSignals, signal_name
+from .timestep_sampler import build_timestep_sampler
 
 
 class Trainer:
@@ -78,7 +83,6 @@ class Trainer:
 
     # -- state ---------------------------------------------------------------
     def state_dict(self) -> dict:
-        from .. import __version__
         state = {"model": self.model.state_dict(), "model_ema": self.ema.state_dict(),
                  "optim": optimizer_state_by_name(self.model, self.optim.state_dict(), True),
                  "lr_sched": self.lr_sched.state_dict(), "amp_scaler": self.amp.state_dict(),
@@ -215,17 +219,14 @@ class Trainer:
         return value
 
     def diverged_message(self, what: str) -> str:
-        where = f"the last good checkpoint is {self.last_saved}" if self.last_saved \
-            else "no checkpoint was written yet"
-        return (f"{what}, and {where}. Lower --lr, keep gradient clipping on "
-                "(train.grad_clip), or check the data for NaNs.")
+        return (f"{what}, and {self.last_good_checkpoint()}. Lower --lr, keep gradient "
+                "clipping on (train.grad_clip), or check the data for NaNs.")
 
     # -- the loop ----------------------------------------------------------------
     def grid_labels(self):
         """Labels of the sample grids of a conditional model (sample.class_label), or None."""
         if not self.conditional or not self.cfg.sample.class_label:
             return None
-        from ..labels import grid_labels, sampling_classes
         return grid_labels(sampling_classes(self.cfg.sample, self.cfg),
                            *parse_num_images(self.cfg.sample.num_images))
 
@@ -233,12 +234,10 @@ class Trainer:
         if not self.is_main:
             return None
         if is_toy(self.cfg.data.dataset):  # 2-D points: scatter, GIF and quality JSON
-            from ..toy_output import write_training_samples
             return write_training_samples(self)
         n, rows, cols = parse_num_images(self.cfg.sample.num_images)
         sampler = build_sampler(self.diffusion, self.cfg.sample)
         batch = self.cfg.sample.batchsize or self.cfg.train.batchsize
-        from ..engine import snapshot_engine   # the predictor: about twice the dygraph speed
         with snapshot_engine(self.ema.model, image_shape(self.cfg.model)) as net:
             images = generate(net, sampler, n, image_shape(self.cfg.model), batch,
                               seed=self.cfg.sample.seed, progress=self.progress, labels=self.sample_labels,
@@ -310,68 +309,97 @@ class Trainer:
         self.model.train()
         bar = tqdm(total=tc.training_iters, initial=self.iteration, desc="train", unit="it",
                    disable=not (self.progress and self.is_main), dynamic_ncols=True)
-        accum = self.cfg.train.accum_steps
-        start = time.perf_counter()
         first = self.iteration
         self.stop = StopSignals(announce="training stops after the current iteration and "
                                 "saves it (press Ctrl-C again to quit at once)" if self.is_main else None)
         try:
-            with self.stop:
-                batches = iter(loader)
-                while self.iteration < tc.training_iters:
-                    micro_batches = self.next_batches(batches, accum)
-                    if self.agree_to_stop(micro_batches is None or self.stop.signum is not None):
-                        break
-                    loss = self.train_step([b[0] for b in micro_batches],
-                                           [b[1] for b in micro_batches] if self.conditional else None)
-                    self.losses.append(loss)
-                    self.logger.scalar("loss", loss, self.iteration)
-                    self.logger.scalar("lr", self.optim.get_lr(), self.iteration)
-                    rate = (self.iteration - first) / max(time.perf_counter() - start, 1e-9)
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optim.get_lr():.2e}",
-                                    img_s=f"{rate * tc.batchsize:.1f}", refresh=False)
-                    bar.update(1)
-                    if tc.sample_interval > 0 and self.iteration % tc.sample_interval == 0:
-                        self.write_samples_unless_stopped()
-                        dist.barrier()
-                    if tc.ckpt_interval > 0 and self.iteration % tc.ckpt_interval == 0:
-                        self.save_checkpoint()
-                        self.logger.flush()
-                        dist.barrier()
+            with self.stop, self.write_errors_explained():
+                self.run_iterations(iter(loader), bar)
                 if self.iteration < tc.training_iters:  # stopped by a signal
-                    signum = dist.max_over_ranks(self.stop.signum or 0) or signal.SIGTERM
-                    self.stop.signum = self.stop.signum or signum  # stopping, also if asked by another rank
                     bar.close()
-                    interrupted = self.stop_and_save(first, signum)
-                    dist.barrier()  # the other ranks exit once rank 0's file is complete
-                    raise interrupted
-                if self.last_saved != train_ckpt_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration):
-                    self.save_checkpoint()
-                self.save_inference_files()
-                dist.barrier()
+                    self.stop_on_every_rank(first)
+                self.save_final()
         except KeyboardInterrupt:  # raised where no handler of ours was installed
             bar.close()
             if self.is_main and self.iteration > first:
                 raise self.stop_and_save(first, signal.SIGINT) from None
             raise
-        except WriteFailed as exc:
-            raise WriteFailed(self.write_failed_message(str(exc))) from None
-        except OSError as exc:  # e.g. the log file on a full disk
-            if exc.errno is None:
-                raise
-            failed = write_failed(exc.filename or f"the run's files (log: {tc.log_dir})", exc)
-            raise WriteFailed(self.write_failed_message(str(failed))) from None
         finally:
             bar.close()
             self.logger.close()
             self.stop = None
         return self.iteration
 
+    def run_iterations(self, batches, bar) -> None:
+        """Iterate until training_iters, or until any rank asks to stop."""
+        tc, first, start = self.cfg.train, self.iteration, time.perf_counter()
+        while self.iteration < tc.training_iters:
+            micro_batches = self.next_batches(batches, tc.accum_steps)
+            if self.agree_to_stop(micro_batches is None or self.stop.signum is not None):
+                return
+            loss = self.train_step([b[0] for b in micro_batches],
+                                   [b[1] for b in micro_batches] if self.conditional else None)
+            rate = (self.iteration - first) / max(time.perf_counter() - start, 1e-9)
+            self.log_iteration(loss, bar, rate * tc.batchsize)
+            self.write_periodic_outputs()
+
+    def log_iteration(self, loss: float, bar, images_per_second: float) -> None:
+        self.losses.append(loss)
+        self.logger.scalar("loss", loss, self.iteration)
+        self.logger.scalar("lr", self.optim.get_lr(), self.iteration)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optim.get_lr():.2e}",
+                        img_s=f"{images_per_second:.1f}", refresh=False)
+        bar.update(1)
+
+    def write_periodic_outputs(self) -> None:
+        """The sample grid every train.sample_interval and the checkpoint every ckpt_interval."""
+        tc = self.cfg.train
+        if tc.sample_interval > 0 and self.iteration % tc.sample_interval == 0:
+            self.write_samples_unless_stopped()
+            dist.barrier()
+        if tc.ckpt_interval > 0 and self.iteration % tc.ckpt_interval == 0:
+            self.save_checkpoint()
+            self.logger.flush()
+            dist.barrier()
+
+    def stop_on_every_rank(self, first: int) -> None:
+        """Stopped by a signal (here or on another rank): save the last iteration, raise."""
+        signum = dist.max_over_ranks(self.stop.signum or 0) or signal.SIGTERM
+        self.stop.signum = self.stop.signum or signum  # stopping, also if asked by another rank
+        interrupted = self.stop_and_save(first, signum)
+        dist.barrier()  # the other ranks exit once rank 0's file is complete
+        raise interrupted
+
+    def save_final(self) -> None:
+        """The last iteration's checkpoint (unless just written) and the inference files."""
+        tc = self.cfg.train
+        if self.last_saved != train_ckpt_path(tc.ckpt_dir, tc.ckpt_prefix, self.iteration):
+            self.save_checkpoint()
+        self.save_inference_files()
+        dist.barrier()
+
+    @contextlib.contextmanager
+    def write_errors_explained(self):
+        """A failed write (a full disk, a folder gone) as one WriteFailed line that says
+        where training stopped and which checkpoint is good."""
+        try:
+            yield
+        except WriteFailed as exc:
+            raise WriteFailed(self.write_failed_message(str(exc))) from None
+        except OSError as exc:  # e.g. the log file on a full disk
+            if exc.errno is None:
+                raise
+            failed = write_failed(exc.filename or f"the run's files (log: {self.cfg.train.log_dir})", exc)
+            raise WriteFailed(self.write_failed_message(str(failed))) from None
+
+    def last_good_checkpoint(self) -> str:
+        return (f"the last good checkpoint is {self.last_saved}" if self.last_saved
+                else "no checkpoint was written yet")
+
     def write_failed_message(self, what: str) -> str:
-        where = f"the last good checkpoint is {self.last_saved}" if self.last_saved \
-            else "no checkpoint was written yet"
-        return (f"{what}; training stopped after iteration {self.iteration} and {where} "
-                "(continue with --mode resume once the folder is writable)")
+        return (f"{what}; training stopped after iteration {self.iteration} and "
+                f"{self.last_good_checkpoint()} (continue with --mode resume once the folder "
+                "is writable)")
 
 
 def find_resume_checkpoint(cfg: Config, path: Optional[str]) -> Optional[str]:

@@ -1,0 +1,29 @@
+"""The run's Config from the command line: the YAML (or a checkpoint's config), the script's
+preset, ``-o`` overrides, then flags; checked whole before anything is built."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..config import Config, apply_overrides, load_config, set_value, validate
+from ..diffusion import check_schedule
+from .args import overrides_from_args
+
+
+def resolve_config(args, default_config: str, preset: Sequence[str] = (),
+                   base: Optional[Config] = None) -> Config:
+    """YAML (or ``base``, e.g. a checkpoint's config), then the script's preset (e.g. the DDIM
+    sampler), then -o overrides, then flags."""
+    cfg = base if base is not None else load_config(args.config or default_config)
+    apply_overrides(cfg, list(preset) + list(args.override), check=False)  # checked with the flags
+    for key, value in overrides_from_args(args):
+        set_value(cfg, key, value)
+    validate(cfg)
+    check_schedule(cfg.diffusion)
+    # "{sampler}_cifar10_test" names DDPM and DDIM samples apart, as the original did.
+    cfg.sample.sample_postfix = cfg.sample.sample_postfix.replace("{sampler}", cfg.sample.sampler)
+    return cfg
+
+
+def expected_model(args, cfg: Config):
+    """The network the user asked for with -o model.*, else None (take the weights file's)."""
+    return cfg.model if any(o.startswith("model.") for o in args.override) else None

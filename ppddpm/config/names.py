@@ -1,0 +1,61 @@
+"""Every list of names a config value is chosen from: one registry each.
+
+The configuration checks a value against these; the command line's choices and ``--help``,
+and the factories above (``models.build_model``, ``samplers.build_sampler``,
+``samplers.spacing.timestep_grid``) read the same tuples. A new network, sampler or
+spacing starts here, then gets its builder (docs/architecture.md).
+"""
+from __future__ import annotations
+
+import enum
+
+
+class MeanType(enum.Enum):
+    """What the network predicts (Ho et al. 2020 sec. 3.2; Improved DDPM sec. 3)."""
+    EPS = "eps"      # the noise
+    X0 = "x0"        # x_0
+    XPREV = "xprev"  # the posterior mean of x_{t-1}
+
+
+class VarType(enum.Enum):
+    """The reverse-process variance."""
+    FIXED_SMALL = "fixed_small"      # posterior variance beta-tilde_t (Ho et al. eq. 7)
+    FIXED_LARGE = "fixed_large"      # beta_t
+    LEARNED = "learned"              # the model outputs log-variance
+    LEARNED_RANGE = "learned_range"  # Improved DDPM eq. 15
+
+
+class LossType(enum.Enum):
+    MSE = "mse"
+    KL = "kl"
+    HYBRID = "hybrid"
+
+
+def values(enum_class) -> tuple:
+    return tuple(member.value for member in enum_class)
+
+
+MEAN_TYPES, VAR_TYPES, LOSS_TYPES = values(MeanType), values(VarType), values(LossType)
+LEARNED_VAR_TYPES = (VarType.LEARNED.value, VarType.LEARNED_RANGE.value)
+
+# Beta schedules (diffusion/schedules.py); jsd ends at beta = 1, which the checks refuse.
+BETA_SCHEDULES = ("linear", "quad", "const", "jsd", "warmup10", "warmup50", "cosine", "sigmoid")
+
+# Networks (models/): the official DDPM UNet, the FPN UNet, the original reproduction's
+# two nets, and the 2-D toy MLP.
+ARCHS = ("unet", "fpn", "legacy_unet", "legacy_fpn", "mlp")
+LEGACY_ARCHS = ("legacy_unet", "legacy_fpn")       # fixed GroupNorm(32), no labels or sigma
+CONV_ARCHS = tuple(a for a in ARCHS if a != "mlp")  # image networks with levels and GroupNorm
+
+# Samplers (samplers/): ancestral DDPM, DDIM, and the multistep ODE solvers.
+SAMPLERS = ("ddpm", "ddim", "dpm_solver++", "dpm_solver", "unipc")
+SOLVERS = ("dpm_solver++", "dpm_solver", "unipc")   # read sample.order and default to logsnr
+SAMPLER_TITLES = {"ddpm": "DDPM ancestral", "ddim": "DDIM", "dpm_solver++": "DPM-Solver++",
+                  "dpm_solver": "DPM-Solver", "unipc": "UniPC"}
+
+# Timestep grids of DDIM and the solvers (samplers/spacing.py).
+SPACINGS = ("uniform", "quadratic", "linspace", "trailing", "logsnr")
+
+LR_DECAYS = ("constant", "linear")
+TIMESTEP_SAMPLERS = ("uniform", "loss_aware")       # train/timestep_sampler.py
+AMP_MODES = ("off", "float16", "bfloat16")

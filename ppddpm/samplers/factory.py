@@ -1,0 +1,69 @@
+"""The sampler a SampleConfig asks for: the one factory, keyed by the config's registry."""
+from __future__ import annotations
+
+from ..config import ConfigError, SampleConfig, label
+from ..config.names import SAMPLERS, SAMPLER_TITLES, SOLVERS
+from ..diffusion import GaussianDiffusion, respace
+from .base import Sampler
+from .ddim import DDIMSampler
+from .ddpm import DDPMSampler
+from .dpm_solver import DPMSolverSampler
+from .dpm_solver_pp import DPMSolverPPSampler
+from .unipc import UniPCSampler
+
+# sample.sampler -> class; the names are config.names.SAMPLERS, in its order.
+SAMPLER_CLASSES = {"ddpm": DDPMSampler, "ddim": DDIMSampler, "dpm_solver++": DPMSolverPPSampler,
+                   "dpm_solver": DPMSolverSampler, "unipc": UniPCSampler}
+assert tuple(SAMPLER_CLASSES) == SAMPLERS, "a sampler name without its class, or the reverse"
+
+
+def build_sampler(diffusion: GaussianDiffusion, cfg: SampleConfig) -> Sampler:
+    """DDPM (optionally on a respaced chain), DDIM or an ODE solver, as ``cfg`` says."""
+    if cfg.respacing:
+        diffusion = respace(diffusion, cfg.respacing)
+    steps = dict(num_steps=cfg.num_steps) if cfg.num_steps else dict(stride=cfg.stride)
+    cls = SAMPLER_CLASSES[cfg.sampler]
+    if cfg.sampler == "ddim":
+        return cls(diffusion, eta=cfg.eta, skip=cfg.spacing or cfg.skip,
+                   clip_denoised=cfg.clip_denoised, clipped_eps=cfg.clipped_eps, **steps)
+    if cfg.sampler in SOLVERS:   # log-SNR grids: the best at few steps (benchmarks/RESULTS.md)
+        return cls(diffusion, spacing=cfg.spacing or "logsnr", order=cfg.order,
+                   clip_denoised=cfg.clip_denoised, clipped_eps=cfg.clipped_eps, **steps)
+    return cls(diffusion, clip_denoised=cfg.clip_denoised)
+
+
+def sampler_name(sampler: Sampler) -> str:
+    """The registry name of a sampler object (by its class)."""
+    return next(name for name, cls in SAMPLER_CLASSES.items() if isinstance(sampler, cls))
+
+
+def sampler_description(sampler: Sampler) -> str:
+    name = sampler_name(sampler)
+    title = SAMPLER_TITLES[name]
+    eps = ", eps from clipped x0" if getattr(sampler, "clipped_eps", False) else ""
+    if name == "ddim":
+        return f"{title}, {sampler.num_steps} steps, eta {sampler.eta:g}{eps}"
+    if name in SOLVERS:
+        return (f"{title} multistep order {sampler.order}, {sampler.num_steps} "
+                f"steps, {sampler.spacing} spacing{eps}")
+    return f"{title}, {sampler.num_steps} steps, {sampler.diffusion.var_type.value} variance"
+
+
+def sampler_settings(s: SampleConfig) -> str:
+    """The sample settings a sampler is built from, as flags with their keys."""
+    keys = ["sample.sampler"]
+    if s.sampler == "ddim":
+        keys += ["sample.num_steps" if s.num_steps else "sample.stride", "sample.skip"]
+    if s.respacing:
+        keys.append("sample.respacing")
+    return ", ".join(f"{label(k)}={getattr(s, k.split('.')[1])!r}" for k in keys)
+
+
+def checked_sampler(diffusion: GaussianDiffusion, sample_cfg: SampleConfig) -> Sampler:
+    """``build_sampler`` with its ValueError turned into a ConfigError naming the settings;
+    call it before training so a bad stride fails now, not at the first grid."""
+    try:
+        return build_sampler(diffusion, sample_cfg)
+    except ValueError as exc:
+        raise ConfigError(f"sampler settings {sampler_settings(sample_cfg)} do not fit the "
+                          f"{diffusion.num_timesteps}-step diffusion: {exc}") from None
