@@ -58,7 +58,6 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
     ``map_config``: the network the caller expects (a ModelConfig), or None to take the
     file's; ``var_type``: a reverse-process variance that replaces the file's.
     """
-
     grid = parse_num_images(cfg.sample.num_images)
     if not pretrained_path:
         raise CheckpointError("sampling needs --pretrained_path (an inference file, training "

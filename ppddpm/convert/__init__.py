@@ -37,7 +37,6 @@ def _checked_state(cfg: Config, state: Mapping, source: str) -> dict:
 
 def convert_training(src_path: str, use_ema: bool = True) -> dict:
     """A ppddpm training checkpoint -> its (EMA by default) inference file dict."""
-
     obj = load_checkpoint(src_path)
     if "config" not in obj:
         raise CheckpointError(f"{src_path} has no 'config', so it is not a ppddpm training "
@@ -64,7 +63,6 @@ def convert_training(src_path: str, use_ema: bool = True) -> dict:
 
 def convert_diffusers(src_dir: str) -> dict:
     """A diffusers UNet2DModel folder (+ scheduler config) -> an inference file dict."""
-
     state, model_cfg, scheduler = convert_diffusers_unet(src_dir)
     cfg = Config()
     cfg.model = model_cfg

@@ -184,7 +184,6 @@ def convert_original(src_path: str, use_ema: bool = True) -> dict:
     The weights are checked name for name and shape for shape against the network
     rebuilt from them, so a damaged file fails here, not at sampling time.
     """
-
     obj = load_checkpoint(src_path)
     if "config" in obj:
         raise CheckpointError(f"{src_path} is already a ppddpm file (it has a 'config'); use "

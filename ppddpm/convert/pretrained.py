@@ -43,7 +43,6 @@ def save_inference_file(path: str, model_state: Mapping, betas, options: Optiona
     ``model_state`` holds tensors or arrays (stored as numpy arrays, which the original
     reproduction's ``set_state_dict`` also accepts); ``config`` is a Config or its dict.
     """
-
     betas = as_numpy(betas).astype(np.float64)
     if betas.ndim != 1 or betas.size == 0:
         raise CheckpointError(f"betas must be a non-empty 1-D array, got shape {list(betas.shape)}")

@@ -70,7 +70,6 @@ def run_resumable(folder: str, meta: dict, n: int, batch: int,
                   progress: bool = True) -> Optional[np.ndarray]:
     """The [n, ...] results of ``compute(start, stop)`` on rank 0 (None on the other ranks),
     resuming from the chunks already in ``folder`` (which must hold these ``meta`` settings)."""
-
     size, rank = dist.world()
     if rank == 0:
         open_partial(folder, meta, create=True)

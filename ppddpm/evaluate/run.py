@@ -82,7 +82,6 @@ def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, fol
 
 def _generate_for_eval(opts: EvalOptions, cfg: Config):
     """(ImageSource or None on other ranks, info dict) from --pretrained_path."""
-
     if not opts.pretrained_path:
         raise CheckpointError("eval needs --pretrained_path (a checkpoint to generate from) or "
                               "--samples (a folder or .npz of images to evaluate)")
@@ -147,7 +146,6 @@ def _finished_samples(path: str, meta: dict) -> Optional[np.ndarray]:
 # -- metrics ----------------------------------------------------------------------
 def compute_metrics(feats: np.ndarray, logits: np.ndarray, ref) -> dict:
     """FID always; IS with >= 10 images; precision/recall and KID when ``ref`` has features."""
-
     mu, sigma = feature_statistics(feats)
     out = {"fid": frechet_distance(mu, sigma, ref.mu, ref.sigma), "is_mean": None, "is_std": None,
            "precision": None, "recall": None, "kid_mean": None, "kid_std": None, "notes": []}
@@ -178,7 +176,6 @@ def _inception(opts: EvalOptions):
 
 def _compute_reference(opts: EvalOptions, cfg: Config, model, sha: str, path: str, runner=None):
     """Compute the training set's statistics with the Inception and cache them at ``path``."""
-
     source = dataset_source(cfg.data)
     say(f"computing reference statistics of {source.description} -> {path}", opts.quiet)
     feats, logits = inception_features(model, source, opts.inception_batch,
@@ -191,7 +188,6 @@ def _default_stats(cfg: Config) -> str:
 
 
 def run_fid_stats(opts: EvalOptions, cfg: Config) -> None:
-
     dist.init_distributed()
     if not dist.is_main():
         return
@@ -210,7 +206,6 @@ def run_fid_stats(opts: EvalOptions, cfg: Config) -> None:
 def _early_reference(opts: EvalOptions, cfg: Config, weights_path: str):
     """Before hours of sampling: the reference statistics if they exist (checked against the
     weights), else make sure the training set they will be computed from is there."""
-
     path = opts.fid_stats or _default_stats(cfg)
     if os.path.isfile(path):
         ref = load_stats(path)
@@ -231,7 +226,6 @@ def _warn_count(n: int) -> None:
 
 
 def run_eval(opts: EvalOptions, cfg: Config) -> None:
-
     dist.init_distributed()
     if opts.metrics == "bpd":
         return run_bpd(opts, cfg)
@@ -288,7 +282,6 @@ def _eval_name(opts: EvalOptions, cfg: Config) -> str:
 
 def run_bpd(opts: EvalOptions, cfg: Config) -> None:
     """The bound of every test image (up to --num_samples), resumable and distributed."""
-
     if not opts.pretrained_path:
         raise CheckpointError("--metrics bpd needs --pretrained_path (the model to evaluate)")
     setup = _sampling_setup(opts, cfg)

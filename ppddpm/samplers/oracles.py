@@ -77,7 +77,6 @@ class GaussianMixtureOracle:
         solved to tolerance by scipy (DOP853) in y = x / alpha over lambda, where
         dy/dlambda = -e^{-lambda} eps*(alpha y) (DPM-Solver eq. 3.3): an independent
         reference for the solvers' discretisation error."""
-
         lam = lambda ab: 0.5 * (np.log(ab) - np.log1p(-ab))
         shape = x_start.shape
         alpha = lambda l: np.sqrt(1.0 / (1.0 + np.exp(-2.0 * l)))   # abar = sigmoid(2 lambda)

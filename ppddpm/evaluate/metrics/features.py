@@ -73,7 +73,6 @@ def from_npz(path: str) -> ImageSource:
 
 def from_folder(root: str) -> ImageSource:
     """Every JPEG/PNG/WebP under ``root`` (recursive, sorted), decoded to RGB at its own size."""
-
     files = find_images(root)
     if not files:
         raise MetricError(f"no .jpg/.png/.webp images under {os.path.abspath(root)}")
@@ -112,7 +111,6 @@ def inception_features(model, source: ImageSource, batch_size: int = 50,
 
     ``runner``: an InceptionPredictor (ppddpm.metrics.inception_engine) to run the network
     by Paddle Inference; None runs ``model`` in the dynamic graph."""
-
     pool, logits = [], []
     bar = tqdm(total=len(source), desc=desc, unit="img", disable=not progress)
     with paddle.no_grad():

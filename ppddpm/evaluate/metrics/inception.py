@@ -274,7 +274,6 @@ def load_inception(path: str, cache: bool = True) -> Tuple[FIDInceptionV3, str]:
     holding the weights and the .pth's SHA-256 (rebuilt when the .pth changes or the cache
     is unreadable). Returns (model in eval mode, weights id = SHA-256 of the .pth).
     """
-
     if not os.path.isfile(path):
         raise InceptionWeightsError(f"Inception weights file {path} does not exist: "
                                     + how_to_get_weights())

@@ -38,7 +38,6 @@ class ReferenceStats:
 
 def save_stats(path: str, features: np.ndarray, source: str, weights_sha256: str,
                logits: Optional[np.ndarray] = None, keep_features: bool = True) -> ReferenceStats:
-
     mu, sigma = feature_statistics(features)
     entries = dict(mu=mu, sigma=sigma, num_images=np.int64(len(features)), source=np.str_(source),
                    inception_sha256=np.str_(weights_sha256),
