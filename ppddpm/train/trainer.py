@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import time
 from typing import List, Optional
@@ -25,19 +24,13 @@ from typing import List, Optional
 import paddle
 from tqdm.auto import tqdm
 
-from ..config import Config, ConfigError, parse_num_images
+from ..config import Config, ConfigError
 from ..convert.pretrained import save_inference_file
-from ..data.labels import grid_labels, sampling_classes
-from ..data.toy import is_toy
-from ..engines import snapshot_engine
 from ..errors import CheckpointError, TrainingDiverged
 from ..io.files import WriteFailed, write_failed
-from ..io.images import make_grid, save_grid
 from ..io.weights import atomic_save
 from ..models.state import load_state_strict
 from ..runtime import dist
-from ..samplers import build_sampler, generate, image_shape
-from ..toy.output import write_training_samples
 from ..version import __version__
 from .checkpoint import (get_rng_state, inference_path, latest_checkpoint, prune_checkpoints,
                          train_ckpt_path)
@@ -48,6 +41,7 @@ from .lr import build_lr_scheduler
 from .optim import MixedPrecision, build_optimizer, optimizer_state_by_name
 from .randomness import (drop_labels, example_draws, iteration_seed, label_dropout_uniform,
                          uniform_timesteps)
+from .sample_grids import grid_labels_of, write_sample_grid
 from .signals import Interrupted, StopSignals, signal_name
 from .timestep_sampler import build_timestep_sampler
 
@@ -75,7 +69,8 @@ class Trainer:
         self.timestep_sampler = None if tc.timestep_sampler == "uniform" else \
             build_timestep_sampler(tc.timestep_sampler, diffusion.num_timesteps)  # None: uniform
         self.conditional = cfg.model.num_classes is not None   # trains on the batches' labels
-        self.sample_labels = self.grid_labels()   # checked now, not at the first sample grid
+        # checked now, not at the first sample grid
+        self.sample_labels = grid_labels_of(cfg) if self.conditional else None
         self.iteration = 0  # iterations done
         self.last_saved: Optional[str] = None  # the last checkpoint written or loaded (finite)
         self.stop: Optional[StopSignals] = None  # set by fit
@@ -223,30 +218,9 @@ class Trainer:
                 "clipping on (train.grad_clip), or check the data for NaNs.")
 
     # -- the loop ----------------------------------------------------------------
-    def grid_labels(self):
-        """Labels of the sample grids of a conditional model (sample.class_label), or None."""
-        if not self.conditional or not self.cfg.sample.class_label:
-            return None
-        return grid_labels(sampling_classes(self.cfg.sample, self.cfg),
-                           *parse_num_images(self.cfg.sample.num_images))
-
     def write_samples(self) -> Optional[str]:
-        if not self.is_main:
-            return None
-        if is_toy(self.cfg.data.dataset):  # 2-D points: scatter, GIF and quality JSON
-            return write_training_samples(self)
-        n, rows, cols = parse_num_images(self.cfg.sample.num_images)
-        sampler = build_sampler(self.diffusion, self.cfg.sample)
-        batch = self.cfg.sample.batchsize or self.cfg.train.batchsize
-        with snapshot_engine(self.ema.model, image_shape(self.cfg.model)) as net:
-            images = generate(net, sampler, n, image_shape(self.cfg.model), batch,
-                              seed=self.cfg.sample.seed, progress=self.progress, labels=self.sample_labels,
-                              guidance_scale=self.cfg.sample.guidance_scale
-                              if self.sample_labels is not None else 0.0)
-        path = os.path.join(self.cfg.sample.sample_dir, f"sample_iter{self.iteration}.png")
-        save_grid(images, path, rows, cols)
-        self.logger.image("samples", make_grid(images, rows, cols), self.iteration)
-        return path
+        """The sample grid of this iteration (rank 0), drawn from the EMA network."""
+        return write_sample_grid(self) if self.is_main else None
 
     def write_samples_unless_stopped(self) -> None:
         """Rank 0 writes the sample grid unless a stop signal came; a signal during the
