@@ -179,7 +179,8 @@ def main(argv=None) -> int:
         floors = len(set(_floors(order, edges).values()))
     pairs = {(a, b) for a, b, *_ in internal}
     flat = sorted(m for m, path in mods.items() if m.count(".") == 1 and not path.endswith("__init__.py"))
-    inner = [r for r in rows if r[3]]
+    # one per statement: ``from x import a, b`` is one import
+    inner = sorted({(a, line): r for r in rows if r[3] for a, line in [(r[0], r[2])]}.values())
     inner_internal = [r for r in inner if r[4]]
     print(f"modules: {len(mods)}; imports between them: {len(pairs)} (module pairs), "
           f"{len(internal)} statements")
