@@ -162,6 +162,19 @@ def test_failed_export_raises_or_falls_back(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if not f.startswith(".")]   # nothing cached
 
 
+def test_a_failed_export_leaves_nothing_in_paddle_jits_records(tmp_path):
+    """A failed trace leaves its parameters' Values in paddle.jit's records, keyed by the
+    program's address; the next program built there used them after they were freed (a
+    SIGFPE inside the next export, about every other run of this file before the fix)."""
+    before = engine_mod._trace_record_keys()
+    with pytest.raises(EngineError):   # both the traced and the dy2static export fail
+        make_engine(NotExportable(), "inference", image_shape=SHAPE, cache_dir=str(tmp_path), threads=1)
+    assert engine_mod._trace_record_keys() == before
+    with pytest.raises(RuntimeError), engine_mod.forget_failed_trace():
+        paddle.jit.save(NotExportable(), str(tmp_path / "m"), input_spec=engine_mod._input_spec(SHAPE, False))
+    assert engine_mod._trace_record_keys() == before
+
+
 def test_export_that_disagrees_is_rejected_and_not_cached(tmp_path, monkeypatch):
     model, _ = tiny(seed=2)
     real = InferenceModel._run

@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 import paddle
 from paddle import inference
+from paddle.jit.dy2static import parameter_recorder
 from tqdm import tqdm
 
 from ..errors import PPDDPMError
@@ -84,6 +85,32 @@ class _Traced(paddle.nn.Layer):
         return self.net(x, t) if y is None else self.net(x, t, y)
 
 
+# paddle.jit's tracing records each parameter's static Value under id(program) and forgets it
+# only when the trace succeeds. After a failed trace, a later program built at the same address
+# finds those freed Values (Paddle 3.3.1: a SIGFPE inside the next jit.save in the process).
+_TRACE_RECORDS = ((parameter_recorder._global_parameter_recorder, ("params_dict", "tensor2value")),
+                  (parameter_recorder._global_inplace_map, ("params_dict",)))
+
+
+def _trace_record_keys() -> list:
+    return [set(getattr(owner, name, {})) for owner, names in _TRACE_RECORDS for name in names]
+
+
+@contextlib.contextmanager
+def forget_failed_trace():
+    """Run a ``paddle.jit.save``; if it fails, drop what its trace left in paddle.jit's
+    records (see _TRACE_RECORDS), so that the next export in this process is safe."""
+    before = _trace_record_keys()
+    try:
+        yield
+    except BaseException:
+        records = [getattr(owner, name, {}) for owner, names in _TRACE_RECORDS for name in names]
+        for record, keys in zip(records, before):
+            for key in set(record) - keys:
+                del record[key]
+        raise
+
+
 def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) -> paddle.nn.Layer:
     """``paddle.jit.save`` ``model`` in eval mode (batch dimension dynamic) into ``folder``:
     traced, which leaves ``model`` as it was (no copy of the weights is needed, which keeps a
@@ -96,12 +123,14 @@ def export(model: paddle.nn.Layer, folder: str, image_shape, with_labels: bool) 
     spec, path = _input_spec(image_shape, with_labels), os.path.join(folder, "model")
     net = model
     try:
-        paddle.jit.save(_Traced(model), path, input_spec=spec)
+        with forget_failed_trace():
+            paddle.jit.save(_Traced(model), path, input_spec=spec)
     except Exception:
         for name in os.listdir(folder):
             os.remove(os.path.join(folder, name))
         net = copy.deepcopy(model)
-        paddle.jit.save(net, path, input_spec=spec)
+        with forget_failed_trace():
+            paddle.jit.save(net, path, input_spec=spec)
     finally:
         if was_training:
             model.train()
