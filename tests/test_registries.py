@@ -12,6 +12,7 @@ from ppddpm.diffusion import GaussianDiffusion, get_beta_schedule
 from ppddpm.engines import ENGINE_KINDS
 from ppddpm.models import NETWORKS, build_model
 from ppddpm.models.conv import BACKENDS
+from ppddpm.runtime.device import DEVICES
 from ppddpm.samplers import SAMPLER_CLASSES, build_sampler, sampler_description
 
 
@@ -23,6 +24,7 @@ def test_choices_are_the_registries():
     acts = actions()
     assert tuple(acts["engine"].choices) == ENGINE_KINDS
     assert tuple(acts["conv_backend"].choices) == BACKENDS
+    assert tuple(acts["device"].choices) == DEVICES
 
 
 @pytest.mark.parametrize("flag,names", [("sampler", SAMPLERS), ("skip", SPACINGS),

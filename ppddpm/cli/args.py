@@ -11,6 +11,7 @@ from ..engines import ENGINE_KINDS
 from ..evaluate.metrics import PUBLISHED_NUM_SAMPLES
 from ..evaluate.metrics.inception_weights import ENV_VAR, WEIGHTS_FILE
 from ..models.conv import BACKENDS as CONV_BACKENDS
+from ..runtime.device import DEVICES
 
 MODES = ("train", "resume", "convert", "denoise", "eval", "fid_stats")
 
@@ -100,7 +101,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
 def add_output_args(p: argparse.ArgumentParser) -> None:
     """Where the process runs and how denoise writes its grid (ppddpm/io/grid_output.py)."""
     g = p.add_argument_group("device and sample output")
-    g.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+    g.add_argument("--device", choices=DEVICES, default="auto",
                    help="where to run; auto: the GPU when Paddle sees one, else the CPU")
     g.add_argument("--nrow", type=_positive_int, default=None,
                    help="denoise: images per row of the grid; the rows follow from N of "

@@ -19,7 +19,7 @@ import sys
 import warnings
 from typing import Optional, Sequence
 
-from ..config import Config, parse_bool
+from ..config import Config
 from ..config.flags import CONFIG_FLAGS, EXTRA_FLAG_KEYS
 from ..errors import PPDDPMError
 from .args import bool_flag, build_parser
@@ -109,8 +109,8 @@ def format_value(value) -> str:
 
 
 def is_boolean(action: argparse.Action) -> bool:
-    """Flags that take true/false (typed by args.bool_flag, or config.parse_bool)."""
-    return action.type in (bool_flag, parse_bool)
+    """Flags that take true/false (typed by args.bool_flag)."""
+    return action.type is bool_flag
 
 
 def config_key(action: argparse.Action) -> Optional[str]:

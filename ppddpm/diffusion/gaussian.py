@@ -13,7 +13,7 @@ import paddle
 
 from ..config.names import LossType, MeanType, VarType
 from .losses import calc_bpd_loop, training_losses
-from .schedules import check_schedule, get_beta_schedule
+from .schedules import check_schedule
 from .tables import extract
 
 
@@ -72,9 +72,7 @@ class GaussianDiffusion:
     def from_config(cls, cfg, betas=None) -> "GaussianDiffusion":
         """Build from a ``DiffusionConfig``; ``betas`` (e.g. from a checkpoint) wins if given."""
         if betas is None:
-            check_schedule(cfg)
-            betas = get_beta_schedule(cfg.beta_schedule, cfg.num_diffusion_steps,
-                                      cfg.beta_start, cfg.beta_end)
+            betas = check_schedule(cfg)   # the schedule's betas, checked
         return cls(betas, cfg.mean_type, cfg.var_type, cfg.loss_type)
 
     # -- table access ----------------------------------------------------

@@ -100,10 +100,10 @@ def _fail_range(key: str, rule: str, value) -> None:
     raise ConfigError(f"{label(key)} must be {rule}, got {value!r}")
 
 
-def check_schedule(d) -> None:
+def check_schedule(d) -> np.ndarray:
     """A DiffusionConfig's schedule is usable: 0 < beta_start < beta_end < 1 where the schedule
-    reads them, every beta in (0, 1), and alpha-bar_T invertible in float32. One ConfigError
-    line naming the flag and key otherwise."""
+    reads them, every beta in (0, 1), and alpha-bar_T invertible in float32. Returns the
+    betas; one ConfigError line naming the flag and key otherwise."""
     if d.beta_schedule not in SCHEDULES:
         _fail_range("diffusion.beta_schedule", f"one of {sorted(SCHEDULES)}", d.beta_schedule)
     uses = SCHEDULE_USES.get(d.beta_schedule, ())
@@ -129,3 +129,4 @@ def check_schedule(d) -> None:
                           f"steps drives alpha-bar_T to {abar_end:.3g}, which leaves no signal: "
                           "1/sqrt(alpha-bar_T) overflows float32 and samples turn to NaN; lower "
                           "beta_end or num_diffusion_steps")
+    return betas

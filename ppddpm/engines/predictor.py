@@ -92,8 +92,12 @@ _TRACE_RECORDS = ((parameter_recorder._global_parameter_recorder, ("params_dict"
                   (parameter_recorder._global_inplace_map, ("params_dict",)))
 
 
+def _trace_records() -> list:
+    return [getattr(owner, name, {}) for owner, names in _TRACE_RECORDS for name in names]
+
+
 def _trace_record_keys() -> list:
-    return [set(getattr(owner, name, {})) for owner, names in _TRACE_RECORDS for name in names]
+    return [set(record) for record in _trace_records()]
 
 
 @contextlib.contextmanager
@@ -104,8 +108,7 @@ def forget_failed_trace():
     try:
         yield
     except BaseException:
-        records = [getattr(owner, name, {}) for owner, names in _TRACE_RECORDS for name in names]
-        for record, keys in zip(records, before):
+        for record, keys in zip(_trace_records(), before):
             for key in set(record) - keys:
                 del record[key]
         raise

@@ -12,6 +12,8 @@ import paddle
 from ..errors import ConfigError
 from .threads import compute_threads
 
+DEVICES = ("auto", "cpu", "gpu")   # --device; auto: the GPU when Paddle sees one
+
 
 def use_compute_threads(local_ranks: int = 1) -> int:
     """Give Paddle's CPU kernels (and the oneDNN convs) ``compute_threads()`` threads."""
@@ -27,6 +29,8 @@ def has_gpu() -> bool:
 def select_device(requested: Optional[str] = "auto") -> str:
     """``auto`` (the GPU when Paddle sees one), ``cpu`` or ``gpu``; set it and return it."""
     requested = requested or "auto"
+    if requested not in DEVICES:
+        raise ConfigError(f"--device {requested!r} is not known; choose one of {list(DEVICES)}")
     if requested == "gpu" and not has_gpu():
         why = "this Paddle is built without CUDA" if not paddle.is_compiled_with_cuda() \
             else "Paddle sees no GPU (check CUDA_VISIBLE_DEVICES and the driver)"
