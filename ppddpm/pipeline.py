@@ -12,11 +12,12 @@ import paddle
 
 from .config import Config, parse_num_images
 from .convert.pretrained import load_pretrained
-from .diffusion import GaussianDiffusion
+from .diffusion import GaussianDiffusion, short_chain_problem
 from .engines import make_engine
 from .engines.onnx import available
 from .errors import CheckpointError
 from .runtime.heap import trim_heap
+from .runtime.progress import note
 from .samplers import checked_sampler, image_shape
 
 
@@ -63,6 +64,10 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
         raise CheckpointError("sampling needs --pretrained_path (an inference file, training "
                               "checkpoint or original .pdparam)")
     model, diffusion, file_cfg = load_pretrained(pretrained_path, map_config=map_config)
+    problem = short_chain_problem(file_cfg.diffusion, diffusion.betas)
+    if problem is not None:
+        note(f"warning: {pretrained_path} was trained where {problem}; retrain it with a "
+             "schedule that ends near alpha-bar_T = 0 (e.g. -o diffusion.beta_schedule=cosine)")
     if var_type is not None and var_type != diffusion.var_type.value:
         diffusion = GaussianDiffusion(diffusion.betas, diffusion.mean_type, var_type,
                                       diffusion.loss_type)

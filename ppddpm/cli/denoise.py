@@ -3,23 +3,25 @@ or an ``.npz``; a few named steps over ``pipeline.prepare_sampling`` and the sam
 from __future__ import annotations
 
 import os
+import shutil
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from ..config import Config
 from ..data.labels import grid_labels, sampling_classes
+from ..evaluate.resumable import finished_images, generate_resumable, sampling_meta
 from ..io.grid_output import SamplePaths, grid_layout, maybe_grey, sample_paths, show_image
-from ..io.images import save_grid, save_individual, save_npz, save_sequence
+from ..io.images import image_format, save_grid, save_individual, save_npz, save_sequence
 from ..pipeline import SamplingSetup, prepare_sampling
 from ..runtime import dist
 from ..runtime.progress import bars_wanted, note, say
-from ..samplers import generate, generate_sequence, sampler_description
+from ..samplers import generate_sequence, sampler_description
 from ..toy.output import run_toy_denoise
 from .args import was_given
 from .outputs import output_folders, prepare_output_dirs
 from .resolve import expected_model
-from .script_match import match_file_to_script
+from .script_match import class_tag, match_file_to_script
 
 
 class DenoisePlan(NamedTuple):
@@ -39,7 +41,8 @@ def run_denoise(args, cfg: Config) -> None:
     setup = sampling_setup(args, cfg)
     plan = plan_denoise(args, cfg, setup)
     say(f"sampling {plan.num_images} images of {setup.shape} with "
-        f"{sampler_description(setup.sampler)}, batch {plan.batch}", args.quiet)
+        f"{sampler_description(setup.sampler)}, batch {plan.batch}"
+        f"{conditioning_description(cfg, plan)}", args.quiet)
     if list(setup.shape) == [2, 1, 1]:  # 2-D points (toy sets): scatter, GIF and quality JSON
         return run_toy_denoise(cfg, setup.model, setup.sampler, lambda m: say(m, args.quiet),
                                args.pretrained_path, sequence=bool(args.sequence),
@@ -53,10 +56,24 @@ def run_denoise(args, cfg: Config) -> None:
         write_images(args, cfg, plan, images)
 
 
+def conditioning_description(cfg: Config, plan: DenoisePlan) -> str:
+    """', classes 3 (cat), guidance 2' for a conditional run; '' otherwise."""
+    if plan.labels is None:
+        return ""
+    names = cfg.sample.class_label if str(cfg.sample.class_label).strip() else ""
+    classes = ",".join(str(c) for c in dict.fromkeys(int(c) for c in plan.labels))
+    named = f" ({names})" if names and names != classes else ""
+    guided = (f", classifier-free guidance {cfg.sample.guidance_scale:g}"
+              if cfg.sample.guidance_scale else ", no guidance")
+    return f", class{'es' if ',' in classes else ''} {classes}{named}{guided}"
+
+
 def prepare_denoise_folders(args, cfg: Config) -> None:
     """Write-tested before sampling: the folder of --save_path, and sample_dir unless
     --save_path replaces everything written there."""
     uses_sample_dir = not args.save_path or args.save_individual or args.save_npz
+    if args.save_path:
+        image_format(args.save_path)   # an extension Pillow cannot write fails now
     prepare_output_dirs((output_folders(cfg, "denoise") if uses_sample_dir else []) +
                         ([("--save_path", os.path.dirname(os.path.abspath(args.save_path)))]
                          if args.save_path else []))
@@ -75,6 +92,8 @@ def plan_denoise(args, cfg: Config, setup: SamplingSetup) -> DenoisePlan:
                                     postfix_given=was_given(args, "sample_postfix"))
     if mismatch:
         note(mismatch)
+    if not was_given(args, "sample_postfix"):
+        cfg.sample.sample_postfix += class_tag(cfg.sample, setup.file_config.model.num_classes)
     n, rows, cols = setup.grid
     rows, cols = grid_layout(n, rows, cols, args.nrow)
     return DenoisePlan(setup, n, rows, cols, batch=cfg.sample.batchsize or cfg.train.batchsize,
@@ -102,19 +121,42 @@ def write_sequence(args, cfg: Config, plan: DenoisePlan) -> None:
         show_image(png, lambda message: print(message, flush=True))
 
 
+def partial_folder(plan: DenoisePlan) -> str:
+    """Where the finished batches of an unfinished run wait: beside the grid, as
+    ``sample_{postfix}.partial/`` (removed once every output is written)."""
+    return os.path.splitext(plan.paths.grid)[0] + ".partial"
+
+
+def individual_folder(cfg: Config) -> str:
+    return os.path.join(cfg.sample.sample_dir, cfg.sample.sample_postfix)
+
+
 def draw_images(args, cfg: Config, plan: DenoisePlan) -> Optional[np.ndarray]:
-    """Every image as uint8 NHWC on rank 0, None on the others. Under paddle.distributed each
-    rank draws a contiguous share; image i depends only on (seed, i), so the set is the same
-    whatever the number of ranks."""
-    start, stop = dist.shard(plan.num_images)
-    setup = plan.setup
-    mine = generate(setup.model, setup.sampler, stop - start, setup.shape, plan.batch,
-                    seed=cfg.sample.seed, index_offset=start,
-                    progress=bars_wanted(args.quiet) and dist.is_main(),
-                    labels=None if plan.labels is None else plan.labels[start:stop],
-                    guidance_scale=cfg.sample.guidance_scale)
-    images = dist.gather_to_main(mine, plan.num_images)
-    return images if dist.is_main() else None
+    """Every image as uint8 NHWC on rank 0, None on the others. Each batch is on disk as soon
+    as it is drawn (evaluate/resumable.py), so a run cut short by Ctrl-C or a kill goes on
+    from its finished batches when the same command runs again; with --save_individual, the
+    batch's PNGs are written at once too. Under paddle.distributed the batches are dealt to
+    the ranks; image i depends only on (seed, i), so the set is the same whatever the number
+    of ranks or the batches already done."""
+    setup, folder = plan.setup, partial_folder(plan)
+    meta = sampling_meta(args.pretrained_path, sampler_description(setup.sampler), cfg.sample,
+                         setup.shape)
+    if plan.labels is not None:
+        meta.update(labels=[int(c) for c in plan.labels], guidance_scale=cfg.sample.guidance_scale)
+    done = finished_images(folder, plan.num_images)
+    if done:
+        say(f"going on from {done} of {plan.num_images} images already drawn in {folder}/",
+            args.quiet)
+
+    def write_pngs(start: int, images: np.ndarray) -> None:
+        save_individual(maybe_grey(images, args.to_grayscale), individual_folder(cfg), start)
+
+    return generate_resumable(setup.model, setup.sampler, plan.num_images, setup.shape,
+                              plan.batch, cfg.sample.seed, folder, meta,
+                              progress=bars_wanted(args.quiet), labels=plan.labels,
+                              guidance_scale=cfg.sample.guidance_scale,
+                              step_progress=bars_wanted(args.quiet),
+                              on_batch=write_pngs if args.save_individual else None)
 
 
 def write_images(args, cfg: Config, plan: DenoisePlan, images: np.ndarray) -> None:
@@ -126,8 +168,9 @@ def write_images(args, cfg: Config, plan: DenoisePlan, images: np.ndarray) -> No
         show_image(path, lambda message: print(message, flush=True))
     out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
     if args.save_individual:
-        folder = os.path.join(out_dir, postfix)
+        folder = individual_folder(cfg)
         save_individual(grey, folder)
         say(f"wrote {plan.num_images} PNGs to {folder}/", args.quiet)
     if args.save_npz:
         say(f"wrote {save_npz(images, os.path.join(out_dir, postfix + '.npz'))}", args.quiet)
+    shutil.rmtree(partial_folder(plan), ignore_errors=True)   # every output is written

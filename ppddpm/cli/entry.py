@@ -22,6 +22,12 @@ from .eval_mode import run_eval_mode
 from .parse import parse_command_line
 from .resolve import resolve_config
 from .train_mode import run_train
+from .unread import check_flags_are_read
+
+
+# What a rerun of the same command does after a signal, per mode.
+GOES_ON = {"denoise": "; the same command again goes on from the batches already drawn",
+           "eval": "; the same command again goes on from the batches already drawn"}
 
 
 def set_device(args) -> str:
@@ -64,6 +70,7 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
     stop = StopSignals(raise_at_once=True, ignore_after=process_exits)
     try:
         cfg = resolve_config(args, default_config, preset)
+        check_flags_are_read(args, cfg, mode)
         set_device(args)
         with stop:  # after Paddle's import, which installs its own SIGTERM handler
             run_mode(args, cfg, mode)
@@ -75,7 +82,8 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
         signum = getattr(exc, "signum", None) or stop.signum
         if signum is not None and not isinstance(exc, SystemExit):
             print(f"interrupted by {signal_name(signum)} ({mode}); files already written are "
-                  "complete, unfinished ones were not written", file=sys.stderr)
+                  "complete, unfinished ones were not written" + GOES_ON.get(mode, ""),
+                  file=sys.stderr)
             return exit_status(signum)
         if isinstance(exc, PPDDPMError):
             print(f"error: {exc}", file=sys.stderr)

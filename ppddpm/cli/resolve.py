@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 from ..config import Config, apply_overrides, load_config, set_value, validate
 from ..diffusion import check_schedule
-from .args import overrides_from_args
+from .args import explicit_settings, overrides_from_args
 
 
 def resolve_config(args, default_config: str, preset: Sequence[str] = (),
@@ -24,6 +24,8 @@ def resolve_config(args, default_config: str, preset: Sequence[str] = (),
     return cfg
 
 
-def expected_model(args, cfg: Config):
-    """The network the user asked for with -o model.*, else None (take the weights file's)."""
-    return cfg.model if any(o.startswith("model.") for o in args.override) else None
+def expected_model(args, cfg: Config) -> Optional[dict]:
+    """The network fields the user typed (-o model.*, --image_size), as resolved, for the
+    weights file to be checked against; None when none was typed (take the file's)."""
+    typed = [key.split(".", 1)[1] for key in explicit_settings(args) if key.startswith("model.")]
+    return {name: getattr(cfg.model, name) for name in typed} or None

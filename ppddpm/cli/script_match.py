@@ -11,6 +11,7 @@ import os
 from typing import Optional
 
 from ..config import Config
+from ..config.names import SAMPLERS
 
 # Data set names that say only "some folder of images": compared by image shape alone.
 GENERIC_DATASETS = ("folder",)
@@ -29,11 +30,22 @@ def other_dataset(file_cfg: Config, script_cfg: Config) -> bool:
         len(names) > 1 and not names & set(GENERIC_DATASETS))
 
 
+def postfix_template(postfix: str) -> str:
+    """A stored sample_postfix with its leading sampler name put back as ``{sampler}``: files
+    store it filled (``ddpm_cifar10_test``), and another sampler must not write that name."""
+    if "{sampler}" in postfix:
+        return postfix
+    for name in sorted(SAMPLERS, key=len, reverse=True):   # dpm_solver++ before dpm_solver
+        if postfix.startswith(name + "_"):
+            return "{sampler}" + postfix[len(name):]
+    return postfix
+
+
 def postfix_for_file(file_cfg: Config, script_cfg: Config, pretrained_path: str) -> str:
     """The file's own script's sample_postfix for this sampler; if that equals the script's,
     the script's with the file's name appended."""
     sampler = script_cfg.sample.sampler
-    own = file_cfg.sample.sample_postfix.replace("{sampler}", sampler)
+    own = postfix_template(file_cfg.sample.sample_postfix).replace("{sampler}", sampler)
     if own != script_cfg.sample.sample_postfix:
         return own
     stem = os.path.splitext(os.path.basename(pretrained_path))[0]
@@ -52,3 +64,17 @@ def match_file_to_script(file_cfg: Config, script_cfg: Config, pretrained_path: 
         where = f"; the outputs are named {script_cfg.sample.sample_postfix!r} after the file"
     return (f"note: {pretrained_path} is a model of {describe(file_cfg)}, not of this "
             f"script's {describe(script_cfg)}; sampling it as its own config says{where}")
+
+
+def class_tag(sample_cfg, num_classes: Optional[int]) -> str:
+    """What a conditional model's outputs add to their name, so that its class-3 grid, its
+    guided grid and its unlabelled branch never overwrite each other or an unconditional
+    model's grid: ``_class3``, ``_class0-1-2_w2``, ``_nolabel``; '' for an unconditional one."""
+    if num_classes is None:
+        return ""
+    spec = sample_cfg.class_label
+    if spec is None or not str(spec).strip():
+        return "_nolabel"
+    label = "-".join(part.strip() for part in str(spec).split(","))
+    guided = f"_w{sample_cfg.guidance_scale:g}" if sample_cfg.guidance_scale else ""
+    return f"_class{label}{guided}"

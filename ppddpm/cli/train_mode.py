@@ -14,7 +14,7 @@ from ..data import build_dataset, build_loader
 from ..data.labels import setup_conditioning
 from ..data.spec import check_model_matches_data
 from ..data.toy import is_toy
-from ..diffusion import GaussianDiffusion
+from ..diffusion import SHORT_CHAIN_FIX, GaussianDiffusion, check_schedule, short_chain_problem
 from ..errors import CheckpointError, PPDDPMError
 from ..io.weights import load_checkpoint
 from ..models import build_model
@@ -37,6 +37,7 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     ckpt, ckpt_path = load_resume_checkpoint(args, cfg) if resume else (None, None)
     if ckpt is not None:
         cfg = config_for_resume(args, ckpt, ckpt_path)  # the run's own config, then the flags
+    warn_if_chain_misses_noise(cfg)
     prepare_outputs(cfg)
     dataset = build_dataset(cfg.data)
     setup_conditioning(cfg, dataset)   # model.num_classes and data.class_names from the data
@@ -64,6 +65,14 @@ def run_train(args, cfg: Config, resume: bool) -> None:
         final_report(trainer, lambda message: say(message, args.quiet))
 
 
+def warn_if_chain_misses_noise(cfg: Config) -> None:
+    """A run whose x_T is not noise trains a model that can only sample noise: say so, with
+    the fix, before the first iteration (short chains stay allowed for tests and studies)."""
+    problem = short_chain_problem(cfg.diffusion, check_schedule(cfg.diffusion))
+    if problem is not None:
+        note(f"warning: {problem}; to train a model that samples images, {SHORT_CHAIN_FIX}")
+
+
 def load_resume_checkpoint(args, cfg: Config) -> Tuple[dict, str]:
     """The training checkpoint to resume (--resume_ckpt_path, else the latest in ckpt_dir)."""
     ckpt_path = find_resume_checkpoint(cfg, args.resume_ckpt_path)
@@ -72,9 +81,23 @@ def load_resume_checkpoint(args, cfg: Config) -> Tuple[dict, str]:
                               f"in {cfg.train.ckpt_dir!r}; pass --resume_ckpt_path or use --mode train")
     ckpt = load_checkpoint(ckpt_path)
     if "config" not in ckpt or "ckpt_idx" not in ckpt:
-        raise CheckpointError(f"{ckpt_path} is not a ppddpm training checkpoint (it lacks "
-                              "'config' or 'ckpt_idx'); convert it with python -m ppddpm.convert")
+        raise CheckpointError(f"{ckpt_path} is not a ppddpm training checkpoint: "
+                              + not_resumable_reason(ckpt))
     return ckpt, ckpt_path
+
+
+def not_resumable_reason(ckpt: dict) -> str:
+    """What the file is instead, and what can be done with it."""
+    if "ckpt_idx" not in ckpt and "optim" not in ckpt:
+        return ("it is an inference file (weights for sampling, without the optimizer's "
+                "state or iteration count), which training cannot resume from; sample it with "
+                "--mode denoise --pretrained_path, or give the *_ckpt_iter_*.pdparam the run "
+                "wrote to --resume_ckpt_path")
+    if "config" not in ckpt:
+        return ("it is the original reproduction's training checkpoint, which carries no "
+                "config; ppddpm resumes only its own. Sample it with --mode denoise "
+                "--pretrained_path, or start a new run with --mode train")
+    return "it lacks 'ckpt_idx'; give a *_ckpt_iter_*.pdparam that ppddpm's training wrote"
 
 
 def config_for_resume(args, ckpt: dict, ckpt_path: str) -> Config:

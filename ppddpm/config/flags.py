@@ -90,7 +90,12 @@ def flag_of(key: str):
     return next((flag for flag, (k, _, _) in CONFIG_FLAGS.items() if k == key), None)
 
 
+def flags_of(key: str) -> list:
+    """Every flag that sets ``key`` (``--ddim_steps`` and ``--steps`` both set sample.num_steps)."""
+    return [flag for flag, (k, _, _) in CONFIG_FLAGS.items() if k == key]
+
+
 def label(key: str) -> str:
-    """'--lr / train.lr' for a key with a command-line flag, else the key itself."""
-    flag = flag_of(key)
-    return f"--{flag} / {key}" if flag else key
+    """'--lr / train.lr' for a key with a command-line flag ('--ddim_steps / --steps /
+    sample.num_steps' for one with two), else the key itself."""
+    return " / ".join([f"--{flag}" for flag in flags_of(key)] + [key])

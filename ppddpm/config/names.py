@@ -39,7 +39,8 @@ MEAN_TYPES, VAR_TYPES, LOSS_TYPES = values(MeanType), values(VarType), values(Lo
 LEARNED_VAR_TYPES = (VarType.LEARNED.value, VarType.LEARNED_RANGE.value)
 
 # Beta schedules (diffusion/schedules.py); jsd ends at beta = 1, which the checks refuse.
-BETA_SCHEDULES = ("linear", "quad", "const", "jsd", "warmup10", "warmup50", "cosine", "sigmoid")
+BETA_SCHEDULES = ("linear", "linear_scaled", "quad", "const", "jsd", "warmup10", "warmup50",
+                  "cosine", "sigmoid")
 
 # Networks (models/): the official DDPM UNet, the FPN UNet, the original reproduction's
 # two nets, and the 2-D toy MLP.

@@ -7,6 +7,8 @@ CLI: ``python -m ppddpm.convert --from {original,diffusers,training} --src S --o
 """
 from __future__ import annotations
 
+import os
+import re
 from typing import Mapping
 
 import numpy as np
@@ -69,6 +71,9 @@ def convert_diffusers(src_dir: str) -> dict:
     cfg.data.image_size = model_cfg.resolution
     if model_cfg.resolution != 32:   # not CIFAR-10 (celebahq, church, ...): a folder of images
         cfg.data.dataset = "folder"
+    # samples are named after the model's folder: sample_ddpm_ddpm-church-256.png
+    name = os.path.basename(os.path.normpath(os.fspath(src_dir))) or "diffusers"
+    cfg.sample.sample_postfix = "{sampler}_" + re.sub(r"[^A-Za-z0-9._-]+", "-", name)
     for key, value in (scheduler or {}).items():
         set_value(cfg, f"diffusion.{key}", value)
     validate(cfg)

@@ -55,8 +55,8 @@ def find_diffusers_files(src_dir: str) -> Tuple[str, str, Optional[str]]:
         unet_dir = src_dir
     config = os.path.join(unet_dir, "config.json")
     if not os.path.isfile(config):
-        raise CheckpointError(f"no config.json in {src_dir!r} or {unet_dir!r}; is it a "
-                              "diffusers UNet2DModel folder?")
+        raise CheckpointError(f"no config.json in {src_dir!r} (nor in its unet/ folder); is it "
+                              "a diffusers UNet2DModel or DDPMPipeline folder?")
     weights = os.path.join(unet_dir, WEIGHTS)
     if not os.path.isfile(weights):
         others = sorted(f for f in os.listdir(unet_dir) if f.endswith((".bin", ".safetensors")))

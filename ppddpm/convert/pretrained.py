@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Mapping, NamedTuple, Optional, Union
+from typing import Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -64,18 +64,22 @@ def read_weight_file(path: str) -> dict:
     return load_checkpoint(path)
 
 
-def _model_cfg(value) -> ModelConfig:
+def expected_fields(value) -> Tuple[ModelConfig, Optional[set]]:
+    """(a ModelConfig, the fields to compare: None for all) of a ``map_config``: a whole
+    ModelConfig or Config, or a dict naming only the fields the caller cares about."""
     if isinstance(value, Config):
-        return value.model
+        return value.model, None
     if isinstance(value, ModelConfig):
-        return value
+        return value, None
     if isinstance(value, Mapping):
-        return Config.from_dict({"model": dict(value)}).model
+        return Config.from_dict({"model": dict(value)}).model, set(value)
     raise TypeError(f"map_config must be a ModelConfig, Config or dict, not {type(value).__name__}")
 
 
-def compare_model_configs(found: ModelConfig, expected: ModelConfig, source: str) -> None:
-    """Raise CheckpointError naming every weight-relevant field that differs."""
+def compare_model_configs(found: ModelConfig, expected: ModelConfig, source: str,
+                          fields: Optional[set] = None) -> None:
+    """Raise CheckpointError naming every weight-relevant field that differs (of ``fields``
+    only, when given: the ones a user typed)."""
     skip = set(_NOT_IN_WEIGHTS)
     if found.arch.startswith("legacy_"):
         skip |= LEGACY_IGNORED          # fixed in the original's networks
@@ -85,13 +89,14 @@ def compare_model_configs(found: ModelConfig, expected: ModelConfig, source: str
         skip.add("attn_resolutions")   # the FPN has no attention
     diffs = []
     for f in dataclasses.fields(ModelConfig):
+        if f.name in skip or (fields is not None and f.name not in fields):
+            continue
         a, b = getattr(found, f.name), getattr(expected, f.name)
-        if f.name not in skip and a != b:
-            diffs.append(f"{f.name}: file has {a!r}, expected {b!r}")
+        if a != b:
+            diffs.append(f"model.{f.name}: file has {a!r}, expected {b!r}")
     if diffs:
-        raise CheckpointError(f"{source} holds a different model than expected "
-                              f"(file: arch {found.arch!r}, expected: arch {expected.arch!r}):\n  "
-                              + "\n  ".join(diffs))
+        raise CheckpointError(f"{source} holds a different {found.arch!r} network than expected: "
+                              + "; ".join(diffs))
 
 
 class WeightFile(NamedTuple):
@@ -130,14 +135,16 @@ def load_pretrained(path: str, map_config=None):
     """Load ``path`` -> (model in eval mode, GaussianDiffusion, Config).
 
     ``map_config`` (a ModelConfig, Config or dict) is the network the caller expects;
-    a file holding a different one raises CheckpointError naming the differences.
+    a file holding a different one raises CheckpointError naming the differences. A dict
+    names only the fields to compare, e.g. ``{"ch": 128}``.
     Legacy networks carry ``model.data_range`` (see ppddpm.models.legacy).
     """
     obj = read_weight_file(path)
     wf = resolve_weight_file(obj, path)
     cfg, betas = wf.config, wf.betas
     if map_config is not None:
-        compare_model_configs(cfg.model, _model_cfg(map_config), path)
+        expected, fields = expected_fields(map_config)
+        compare_model_configs(cfg.model, expected, path, fields)
     model = build_model(cfg.model)
     load_state_strict(model, wf.state, wf.source, expected=wf.arch_note)
     model.eval()

@@ -10,9 +10,10 @@ Other modules (e.g. toy sets) can add themselves with ``register_dataset``.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable, Dict
 
-from ..config import ConfigError, DataConfig
+from ..config import ConfigError, DataConfig, label
 from .celeba64 import CelebA64Dataset
 from .cifar10 import Cifar10Dataset
 from .folders import ImageFolderDataset
@@ -71,4 +72,8 @@ def build_dataset(data_cfg: DataConfig):
     except KeyError:
         raise ConfigError(f"data.dataset={data_cfg.dataset!r} is not known; choose one of "
                           f"{sorted(DATASETS)}") from None
+    if data_cfg.data_dir and os.path.isfile(data_cfg.data_dir):
+        raise ConfigError(f"{label('data.data_dir')} {data_cfg.data_dir!r} is a file, not a "
+                          "folder; give the folder that holds the data set (or where it is to "
+                          "be downloaded)")
     return factory(data_cfg)

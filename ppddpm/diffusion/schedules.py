@@ -1,11 +1,13 @@
 """Beta schedules, computed in float64.
 
+linear_scaled is improved-diffusion's linear (Nichol & Dhariwal 2021): both ends scaled by 1000/T.
 linear/quad/const/jsd/warmupXX/sigmoid follow Ho et al.'s `get_beta_schedule`;
 cosine is Improved DDPM (Nichol & Dhariwal 2021), eq. 17, with betas capped at 0.999.
 """
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -15,6 +17,14 @@ from ..config.names import BETA_SCHEDULES
 
 def _linear(T, b0, b1):
     return np.linspace(b0, b1, T, dtype=np.float64)
+
+
+def _linear_scaled(T, b0, b1):
+    # improved-diffusion's "linear": beta_start and beta_end scaled by 1000/T, so that any T
+    # ends near alpha-bar_T = 4e-5 as Ho et al.'s T = 1000 does. Below T = 20 (with beta_end
+    # 0.02) the last betas would pass 1; they are capped at 0.999 as the cosine schedule's are.
+    scale = 1000.0 / T
+    return np.minimum(np.linspace(b0 * scale, b1 * scale, T, dtype=np.float64), 0.999)
 
 
 def _quad(T, b0, b1):
@@ -62,6 +72,7 @@ def _sigmoid(T, b0, b1):
 
 SCHEDULES = {
     "linear": _linear,
+    "linear_scaled": _linear_scaled,
     "quad": _quad,
     "const": _const,
     "jsd": _jsd,
@@ -90,7 +101,8 @@ def get_beta_schedule(name: str, num_steps: int = 1000, beta_start: float = 1e-4
 # Which of beta_start/beta_end each schedule reads. A schedule missing here is still checked
 # through the betas it gives.
 SCHEDULE_USES = {
-    "linear": ("beta_start", "beta_end"), "quad": ("beta_start", "beta_end"),
+    "linear": ("beta_start", "beta_end"), "linear_scaled": ("beta_start", "beta_end"),
+    "quad": ("beta_start", "beta_end"),
     "warmup10": ("beta_start", "beta_end"), "warmup50": ("beta_start", "beta_end"),
     "sigmoid": ("beta_start", "beta_end"), "const": ("beta_end",), "jsd": (), "cosine": (),
 }
@@ -130,3 +142,29 @@ def check_schedule(d) -> np.ndarray:
                           "1/sqrt(alpha-bar_T) overflows float32 and samples turn to NaN; lower "
                           "beta_end or num_diffusion_steps")
     return betas
+
+
+# x_T must be noise: a chain whose alpha-bar_T is above this keeps sqrt(alpha-bar_T) of the
+# image at t = T (Ho et al. eq. 4), so sampling from N(0, I) starts off the training data.
+# Ho et al.'s T = 1000 linear schedule ends at 4e-5; T = 20 with the same betas at 0.82.
+TERMINAL_ALPHA_BAR_LIMIT = 1e-2
+
+
+def terminal_alpha_bar(betas: np.ndarray) -> float:
+    return float(np.prod(1.0 - np.asarray(betas, dtype=np.float64)))
+
+
+def short_chain_problem(d, betas: np.ndarray) -> Optional[str]:
+    """Why samples from this schedule cannot look like the data, or None: alpha-bar_T above
+    TERMINAL_ALPHA_BAR_LIMIT. The caller adds the fix (SHORT_CHAIN_FIX)."""
+    abar_end = terminal_alpha_bar(betas)
+    if abar_end <= TERMINAL_ALPHA_BAR_LIMIT:
+        return None
+    return (f"the {d.beta_schedule!r} schedule over {d.num_diffusion_steps} steps ends at "
+            f"alpha-bar_T = {abar_end:.3g}, not near 0: x_T keeps {np.sqrt(abar_end):.0%} of the "
+            "image, so sampling from pure noise gives noise")
+
+
+SHORT_CHAIN_FIX = (f"raise {label('diffusion.beta_end')}, or set {label('diffusion.beta_schedule')} "
+                   "to linear_scaled (improved-diffusion's linear: both ends scaled by 1000/T) or "
+                   "cosine")

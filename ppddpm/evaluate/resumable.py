@@ -1,7 +1,7 @@
 """Resumable, distributed work over n items in batches: each batch's result is written at
 once to ``folder/{start}-{stop}.npy`` (atomically), a rerun computes only the missing ranges,
 and under paddle.distributed the missing batches are dealt round-robin to the ranks. Used by
-the FID eval's sample generation and by the bits/dim evaluation.
+the FID eval's and denoise's sample generation and by the bits/dim evaluation.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ..config import ConfigError
 from ..errors import CheckpointError
 from ..io.files import atomic_write
 from ..runtime import dist
+from ..samplers import batched
 
 
 def chunk_files(folder: str) -> List[Tuple[int, int, str]]:
@@ -44,6 +45,13 @@ def missing_ranges(chunks, n: int, batch: int) -> List[Tuple[int, int]]:
         out.append((i, j))
         i = j
     return out
+
+
+def finished_images(folder: str, n: int) -> int:
+    """How many of the n items a ``.partial`` folder already holds (0 when there is none)."""
+    if not os.path.isdir(folder):
+        return 0
+    return n - sum(b - a for a, b in missing_ranges(chunk_files(folder), n, n))
 
 
 def open_partial(folder: str, meta: dict, create: bool) -> None:
@@ -100,3 +108,37 @@ def run_resumable(folder: str, meta: dict, n: int, batch: int,
         if lo < hi:
             out[lo:hi] = part[:hi - lo]
     return out
+
+
+def sampling_meta(pretrained_path: str, sampler_desc: str, s, shape, classes=None) -> dict:
+    """The settings that make samples of a ``.partial`` folder the same images: the weights
+    file, the sampler and ``s`` (a SampleConfig), the shape and the classes."""
+    meta = {"pretrained_path": os.path.abspath(pretrained_path),
+            "pretrained_bytes": os.path.getsize(pretrained_path), "sampler": sampler_desc,
+            "respacing": s.respacing, "skip": s.skip if s.sampler == "ddim" else None,
+            "clip_denoised": s.clip_denoised, "seed": s.seed, "shape": list(shape)}
+    if classes is not None:   # (unconditional runs keep their old meta, so their files stay valid)
+        meta.update(classes=classes, guidance_scale=s.guidance_scale)
+    if s.spacing is not None:   # (absent otherwise, so earlier finished evals stay valid)
+        meta["spacing"] = s.spacing
+    return meta
+
+
+def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, folder: str,
+                       meta: dict, progress: bool = True, labels=None,
+                       guidance_scale: float = 0.0, desc: str = "images",
+                       step_progress: bool = False,
+                       on_batch: Optional[Callable[[int, np.ndarray], None]] = None
+                       ) -> Optional[np.ndarray]:
+    """All n images as uint8 NHWC on rank 0 (None on the other ranks), resuming from the
+    chunks already in ``folder``; image i of a conditional model has class ``labels[i]``.
+    ``step_progress``: a bar over each batch's sampling steps; ``on_batch(start, images)``
+    runs on each new batch once it is drawn (e.g. to write its PNGs at once)."""
+    def compute(a: int, b: int) -> np.ndarray:
+        guide = {} if labels is None else dict(labels=labels[a:b], guidance_scale=guidance_scale)
+        images = batched.generate(model, sampler, b - a, shape, b - a, seed=seed,
+                                  index_offset=a, progress=step_progress, **guide)
+        if on_batch is not None:
+            on_batch(a, images)
+        return images
+    return run_resumable(folder, meta, n, batch, compute, desc, progress)

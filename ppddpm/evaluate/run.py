@@ -27,7 +27,7 @@ from ..io.files import atomic_write
 from ..pipeline import prepare_sampling
 from ..runtime import dist
 from ..runtime.progress import say
-from ..samplers import batched, sampler_description
+from ..samplers import sampler_description
 from .likelihood import evaluate_bpd
 from .metrics import PUBLISHED_NUM_SAMPLES
 from .metrics.features import from_array, inception_features, open_samples
@@ -40,7 +40,7 @@ from .metrics.kid import kernel_inception_distance
 from .metrics.precision_recall import precision_recall
 from .metrics.stats import (check_same_weights, dataset_source, default_stats_path, load_stats,
                             save_stats)
-from .resumable import run_resumable
+from .resumable import generate_resumable, sampling_meta
 
 
 @dataclass
@@ -68,18 +68,6 @@ def checkpoint_iteration(path: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
-def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, folder: str,
-                       meta: dict, progress: bool = True, labels=None,
-                       guidance_scale: float = 0.0) -> Optional[np.ndarray]:
-    """All n images as uint8 NHWC on rank 0 (None on the other ranks), resuming from the
-    chunks already in ``folder``; image i of a conditional model has class ``labels[i]``."""
-    def compute(a: int, b: int) -> np.ndarray:
-        guide = {} if labels is None else dict(labels=labels[a:b], guidance_scale=guidance_scale)
-        return batched.generate(model, sampler, b - a, shape, b - a, seed=seed, index_offset=a,
-                        progress=False, **guide)
-    return run_resumable(folder, meta, n, batch, compute, "eval samples", progress)
-
-
 def _generate_for_eval(opts: EvalOptions, cfg: Config):
     """(ImageSource or None on other ranks, info dict) from --pretrained_path."""
     if not opts.pretrained_path:
@@ -93,14 +81,7 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
     desc = sampler_description(sampler)
     classes = sampling_classes(s, setup.file_config, opts.pretrained_path)
     labels = None if classes is None else balanced_labels(classes, n)   # class-balanced
-    meta = {"pretrained_path": os.path.abspath(opts.pretrained_path),
-            "pretrained_bytes": os.path.getsize(opts.pretrained_path), "sampler": desc,
-            "respacing": s.respacing, "skip": s.skip if s.sampler == "ddim" else None,
-            "clip_denoised": s.clip_denoised, "seed": s.seed, "shape": list(shape)}
-    if classes is not None:   # (unconditional runs keep their old meta, so their files stay valid)
-        meta.update(classes=classes, guidance_scale=s.guidance_scale)
-    if s.spacing is not None:   # (absent otherwise, so earlier finished evals stay valid)
-        meta["spacing"] = s.spacing
+    meta = sampling_meta(opts.pretrained_path, desc, s, shape, classes)
     base = os.path.join(s.sample_dir, f"{s.sample_postfix}_eval")
     path = f"{base}{n}.npz"
     info = {"checkpoint": opts.pretrained_path,
@@ -116,7 +97,7 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
     say(f"eval: {n} samples from {opts.pretrained_path} with {desc}, batch {batch}", opts.quiet)
     images = generate_resumable(model, sampler, n, shape, batch, s.seed, base + ".partial",
                                 meta, progress=not opts.quiet, labels=labels,
-                                guidance_scale=s.guidance_scale)
+                                guidance_scale=s.guidance_scale, desc="eval samples")
     if images is None:
         return None, info
     text = json.dumps(meta, sort_keys=True)

@@ -39,15 +39,12 @@ def maybe_grey(images, grayscale: bool):
 
 
 def sample_paths(out_dir: str, postfix: str, save_path: Optional[str] = None) -> SamplePaths:
-    """File names of denoise's outputs; ``save_path`` replaces the grid's (and the
-    sequence's, whose x_t PNG and GIF then sit beside it)."""
-    if save_path:
-        stem = os.path.splitext(save_path)[0]
-        return SamplePaths(save_path, save_path, f"{stem}_xt.png", f"{stem}.gif")
-    return SamplePaths(os.path.join(out_dir, f"sample_{postfix}.png"),
-                       os.path.join(out_dir, f"sequence_{postfix}.png"),
-                       os.path.join(out_dir, f"sequence_xt_{postfix}.png"),
-                       os.path.join(out_dir, f"sequence_{postfix}.gif"))
+    """File names of denoise's outputs. ``--sequence`` writes its main image (predicted x0
+    over time) under the grid's name, ``sample_{postfix}.png``, as the original did, with
+    the x_t strip and GIF beside it; ``save_path`` replaces the grid's name."""
+    grid = save_path or os.path.join(out_dir, f"sample_{postfix}.png")
+    stem = os.path.splitext(grid)[0]
+    return SamplePaths(grid, grid, f"{stem}_xt.png", f"{stem}.gif")
 
 
 def display_available(env=None, platform: Optional[str] = None) -> bool:

@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from ..config import ConfigError
 from ..config.checks import square_layout
 from .files import atomic_write
 
@@ -100,10 +101,27 @@ def _gif_frame(grid_hwc: np.ndarray) -> Image.Image:
     return img if img.mode == "L" else img.convert("RGB")
 
 
+def image_format(path: str) -> str:
+    """The Pillow format that ``path``'s extension names (PNG when it has none); a
+    ConfigError for an extension Pillow cannot write."""
+    ext = os.path.splitext(path)[1].lower()
+    if not ext:
+        return "PNG"
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ConfigError(f"{path}: Pillow cannot write {ext!r} images; end the name in .png "
+                          "(exact), .webp, .jpg, .bmp or .tiff")
+    return fmt
+
+
 def save_png(arr_hwc: np.ndarray, path: str) -> str:
-    """Write one uint8 HWC image as PNG, atomically."""
+    """Write one uint8 HWC image atomically, as PNG or the format that ``path``'s extension
+    names (``out.jpg``: JPEG), so the bytes always match the name."""
     img = _pil(arr_hwc)
-    atomic_write(path, lambda fh: img.save(fh, format="PNG"))
+    fmt = image_format(path)
+    if fmt == "JPEG" and img.mode == "RGBA":
+        img = img.convert("RGB")
+    atomic_write(path, lambda fh: img.save(fh, format=fmt))
     return path
 
 

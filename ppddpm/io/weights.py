@@ -15,6 +15,7 @@ import paddle
 from ..errors import CheckpointError
 from .files import atomic_write_path
 from .safeload import UnsafeFileError, load_paddle_file
+from .sniff import not_weights_reason
 
 # Test hook: called with the temp path after the object is fully written, before
 # the rename. Tests set it to pause there and kill the process.
@@ -38,10 +39,11 @@ def load_checkpoint(path: str, return_numpy: bool = False) -> dict:
 
     ``return_numpy=True`` gives numpy arrays instead of tensors (paddle.load's flag).
     """
-    if not path or not os.path.isfile(path):
-        what = "is a folder, not a file" if path and os.path.isdir(path) else "does not exist"
-        raise CheckpointError(f"checkpoint {path!r} {what}; check the path "
-                              "(--resume_ckpt_path / --pretrained_path)")
+    if not path or not os.path.exists(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist; check the path")
+    reason = not_weights_reason(path)
+    if reason is not None:
+        raise CheckpointError(reason)
     try:
         obj = load_paddle_file(path, return_numpy=return_numpy)
     except UnsafeFileError:

@@ -30,7 +30,9 @@ def generate(model, sampler: Sampler, num_images: int, shape: Sequence[int], bat
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     out = [np.zeros([0] + list(shape[1:]) + [shape[0]], dtype=np.uint8)]  # NHWC, for n = 0
-    bar = tqdm(total=num_images, desc="images", unit="img", disable=not progress)
+    # one batch: the sampler's bar over its steps says it all
+    bar = tqdm(total=num_images, desc="images", unit="img",
+               disable=not progress or num_images <= batch_size)
     for start in range(0, num_images, batch_size):
         n = min(batch_size, num_images - start)
         x = sampler.sample(model, [n] + list(shape), seed=seed,

@@ -17,6 +17,21 @@ SAMPLER_CLASSES = {"ddpm": DDPMSampler, "ddim": DDIMSampler, "dpm_solver++": DPM
 assert tuple(SAMPLER_CLASSES) == SAMPLERS, "a sampler name without its class, or the reverse"
 
 
+# The sample.* keys that some samplers read and others do not (build_sampler below); every
+# other sample key (seed, respacing, clip_denoised, batch, classes ...) is read by all.
+SAMPLER_KEYS = {
+    "ddpm": (),
+    "ddim": ("num_steps", "stride", "eta", "skip", "spacing", "clipped_eps"),
+    **{name: ("num_steps", "stride", "order", "spacing", "clipped_eps") for name in SOLVERS},
+}
+assert tuple(SAMPLER_KEYS) == SAMPLERS
+
+
+def samplers_reading(key: str) -> list:
+    """The samplers that read ``sample.{key}``."""
+    return [name for name, keys in SAMPLER_KEYS.items() if key in keys]
+
+
 def build_sampler(diffusion: GaussianDiffusion, cfg: SampleConfig) -> Sampler:
     """DDPM (optionally on a respaced chain), DDIM or an ODE solver, as ``cfg`` says."""
     if cfg.respacing:
