@@ -55,7 +55,7 @@ def test_celeba_hq_workflow(workdir):
     run("run_celeba_hq.py", "--config", "tiny.yaml", "--mode", "denoise", "--pretrained_path", inference,
         "--sequence", "True", "--num_images", "2-1-2", cwd=d)
     # 20 steps / 20 frames: one column per step, one row per image.
-    assert Image.open(d / "sample" / "sequence_ddpm_celeba_hq_test.png").size == grid_size(2, 20)
+    assert Image.open(d / "sample" / "sample_ddpm_celeba_hq_test.png").size == grid_size(2, 20)
     run("run_celeba_hq_ddim.py", "--config", "tiny.yaml", "--pretrained_path", inference,
         "--stride", "5", "--skip", "quadratic", "--ddim_steps", "3", cwd=d)
     assert Image.open(d / "sample" / "sample_ddim_celeba_hq_test.png").size == grid_size(2, 2)

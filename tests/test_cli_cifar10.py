@@ -77,15 +77,16 @@ def test_resume_convert_denoise_sequence_ddim(trained):
 
     run("run_cifar10.py", "--config", "tiny.yaml", "--mode", "denoise", "--pretrained_path",
         str(inference), "--sequence", "True", "--sequence_every", "5", cwd=d)
-    seq = Image.open(d / "sample" / "sequence_ddpm_cifar10_test.png")
+    # the original's name for the main image (predicted x0 over time), x_t and GIF beside it
+    seq = Image.open(d / "sample" / "sample_ddpm_cifar10_test.png")
     assert seq.size == grid_size(4, 4)  # 4 images x (20 steps / 5) frames
-    gif = Image.open(d / "sample" / "sequence_ddpm_cifar10_test.gif")
+    assert Image.open(d / "sample" / "sample_ddpm_cifar10_test_xt.png").size == grid_size(4, 4)
+    gif = Image.open(d / "sample" / "sample_ddpm_cifar10_test.gif")
     assert gif.n_frames >= 2 and gif.size == grid_size(2, 2)
-    # --sequence False really is false: the plain grid is written again, no new sequence.
-    os.remove(d / "sample" / "sequence_ddpm_cifar10_test.png")
+    # --sequence False really is false: the plain grid is written again, not a sequence.
     run("run_cifar10.py", "--config", "tiny.yaml", "--mode", "denoise", "--pretrained_path",
         str(inference), "--sequence", "False", "--num_images", "4-2-2", cwd=d)
-    assert not (d / "sample" / "sequence_ddpm_cifar10_test.png").exists()
+    assert Image.open(d / "sample" / "sample_ddpm_cifar10_test.png").size == grid_size(2, 2)
 
     run("run_cifar10_ddim.py", "--config", "tiny.yaml", "--pretrained_path", str(inference),
         "--stride", "4", "--eta", "0.5", "--skip", "uniform", cwd=d)

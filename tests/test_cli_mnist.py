@@ -53,8 +53,8 @@ def test_mnist_workflow_one_channel(workdir):
         np.testing.assert_array_equal(f["arr_0"][0, :, :, 0], first)
     run("run_mnist.py", *TINY, "--mode", "denoise", "--pretrained_path", inference,
         "--sequence", "True", "--num_images", "2-1-2", cwd=d)
-    _grey(d / "sample" / "sequence_ddpm_mnist_test.png", grid_size(2, 10, tile))  # 10 steps
-    gif = Image.open(d / "sample" / "sequence_ddpm_mnist_test.gif")
+    _grey(d / "sample" / "sample_ddpm_mnist_test.png", grid_size(2, 10, tile))  # 10 steps
+    gif = Image.open(d / "sample" / "sample_ddpm_mnist_test.gif")
     assert gif.size == grid_size(1, 2, tile) and gif.n_frames >= 2
     run("run_mnist.py", *TINY, "--mode", "denoise", "--pretrained_path", inference,
         "--sampler", "ddim", "--ddim_steps", "3", cwd=d)
