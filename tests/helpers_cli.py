@@ -16,11 +16,11 @@ def run(script, *args, cwd, expect=0, quiet=True):
 
 
 def tiny_cifar10_yaml(train: str, sample: str = "{num_images: 4-2-2}") -> str:
-    """A YAML config: configs/cifar10.yaml with a 2-level 32-channel UNet, 20 steps, no loader
-    workers, and the given ``train`` (and ``sample``) mappings in flow style."""
+    """A YAML config: configs/cifar10.yaml with a 2-level 32-channel UNet, 20 steps (ending in
+    noise), no loader workers, and the given ``train`` (and ``sample``) mappings in flow style."""
     return (f"base: {ROOT}/configs/cifar10.yaml\n"
             "model: {ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [16], dropout: 0.1}\n"
-            "diffusion: {num_diffusion_steps: 20, beta_end: 0.2}\n"
+            "diffusion: {num_diffusion_steps: 20, beta_end: 0.5}\n"  # alpha-bar_T 2e-3: x_T is noise
             f"train: {train}\n"
             "data: {num_workers: 0}\n" + (f"sample: {sample}\n" if sample else ""))
 

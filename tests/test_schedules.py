@@ -6,7 +6,8 @@ import pytest
 from ppddpm import get_beta_schedule
 from ppddpm.diffusion.schedules import SCHEDULES, cosine_alpha_bar
 
-NAMES = ["linear", "quad", "const", "jsd", "warmup10", "warmup50", "cosine", "sigmoid"]
+NAMES = ["linear", "linear_scaled", "quad", "const", "jsd", "warmup10", "warmup50", "cosine",
+         "sigmoid"]
 
 
 def test_all_names_known():

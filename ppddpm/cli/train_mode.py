@@ -37,7 +37,6 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     ckpt, ckpt_path = load_resume_checkpoint(args, cfg) if resume else (None, None)
     if ckpt is not None:
         cfg = config_for_resume(args, ckpt, ckpt_path)  # the run's own config, then the flags
-    warn_if_chain_misses_noise(cfg)
     prepare_outputs(cfg)
     dataset = build_dataset(cfg.data)
     setup_conditioning(cfg, dataset)   # model.num_classes and data.class_names from the data
@@ -59,6 +58,7 @@ def run_train(args, cfg: Config, resume: bool) -> None:
         if ckpt is not None:
             trainer.load_state(ckpt, ckpt_path)
             say(f"resuming {ckpt_path} at iteration {trainer.iteration}", args.quiet)
+        warn_if_chain_misses_noise(cfg)   # every check passed: training starts now
         done = trainer.fit(training_loader(cfg, dataset, trainer))
     say(f"trained {done} iterations; last checkpoint {trainer.last_saved}", args.quiet)
     if is_toy(cfg.data.dataset):  # 2-D points: the demo's scatter, GIF and quality figures
@@ -67,7 +67,7 @@ def run_train(args, cfg: Config, resume: bool) -> None:
 
 def warn_if_chain_misses_noise(cfg: Config) -> None:
     """A run whose x_T is not noise trains a model that can only sample noise: say so, with
-    the fix, before the first iteration (short chains stay allowed for tests and studies)."""
+    the fix, just before the first iteration (short chains stay allowed for studies)."""
     problem = short_chain_problem(cfg.diffusion, check_schedule(cfg.diffusion))
     if problem is not None:
         note(f"warning: {problem}; to train a model that samples images, {SHORT_CHAIN_FIX}")
