@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers_cli import ROOT, run
+from helpers_cli import ROOT, run, tiny_cifar10_yaml
+from helpers_data import make_fake_cifar10
 
 from ppddpm.cli import main
 from ppddpm.config import apply_overrides, load_config, validate
@@ -80,14 +81,18 @@ def test_linear_scaled_is_improved_diffusions_linear_and_reaches_noise():
 
 
 def test_short_chain_is_warned_at_train_and_sample_time(tmp_path, files):
-    short = ["--num_diffusion_steps", "20", "--training_iters", "1", "--ckpt_interval", "1",
-             "--batchsize", "4", "--sample_interval", "0", "--ckpt_dir", "c1"]
-    proc = run("run_toy.py", *short, cwd=tmp_path)
+    make_fake_cifar10(str(tmp_path / "ds"), 2)
+    (tmp_path / "tiny.yaml").write_text(tiny_cifar10_yaml(
+        "{batchsize: 2, training_iters: 1, warmup_steps: 1, sample_interval: 0, ckpt_interval: 0}"))
+    short = ["--config", "tiny.yaml", "--data_dir", "ds", "--num_diffusion_steps", "20"]
+    proc = run("run_cifar10.py", *short, "--beta_end", "0.02", "--ckpt_dir", "c1", cwd=tmp_path)
     warning = [l for l in proc.stderr.splitlines() if l.startswith("warning:")]
     assert len(warning) == 1, proc.stderr
     assert "alpha-bar_T = 0.817" in warning[0] and "--beta_end" in warning[0]
     assert "linear_scaled" in warning[0] and "cosine" in warning[0]
-    proc = run("run_toy.py", *short[:-1], "c2", "--beta_schedule", "linear_scaled", cwd=tmp_path)
+    assert os.path.exists(tmp_path / "c1" / "ddpm_cifar10_i1_ema.pdparam")   # it still trains
+    proc = run("run_cifar10.py", *short, "--beta_end", "0.02", "--beta_schedule", "linear_scaled",
+               "--ckpt_dir", "c2", cwd=tmp_path)
     assert "warning" not in proc.stderr
     proc = run("run_cifar10.py", "--mode", "denoise", "--pretrained_path", files["short"],
                "--num_images", "1", "--sample_dir", "s", "--engine", "dygraph", cwd=tmp_path)
