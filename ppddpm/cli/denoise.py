@@ -7,8 +7,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from ..config import Config
-from ..data.labels import grid_labels, sampling_classes
+from ..config import Config, ConfigError
+from ..data.labels import grid_labels, random_labels, sampling_classes
 from ..io.grid_output import SamplePaths, grid_layout, maybe_grey, sample_paths, show_image
 from ..io.images import save_grid, save_individual, save_npz, save_sequence
 from ..pipeline import SamplingSetup, prepare_sampling
@@ -41,6 +41,9 @@ def run_denoise(args, cfg: Config) -> None:
     say(f"sampling {plan.num_images} images of {setup.shape} with "
         f"{sampler_description(setup.sampler)}, batch {plan.batch}", args.quiet)
     if list(setup.shape) == [2, 1, 1]:  # 2-D points (toy sets): scatter, GIF and quality JSON
+        if setup.classifier is not None:
+            raise ConfigError("--classifier_path: classifier guidance is for image models, "
+                              "not the 2-D toy sets")
         return run_toy_denoise(cfg, setup.model, setup.sampler, lambda m: say(m, args.quiet),
                                args.pretrained_path, sequence=bool(args.sequence),
                                save_path=args.save_path, progress=bars_wanted(args.quiet),
@@ -70,15 +73,22 @@ def sampling_setup(args, cfg: Config) -> SamplingSetup:
 
 def plan_denoise(args, cfg: Config, setup: SamplingSetup) -> DenoisePlan:
     """The grid, batch, classes and file names; a note when the file is another script's."""
-    classes = sampling_classes(cfg.sample, setup.file_config, args.pretrained_path)
+    classes = sampling_classes(cfg.sample, setup.file_config, args.pretrained_path,
+                               setup.classifier_config)
     mismatch = match_file_to_script(setup.file_config, cfg, args.pretrained_path,
                                     postfix_given=was_given(args, "sample_postfix"))
     if mismatch:
         note(mismatch)
     n, rows, cols = setup.grid
     rows, cols = grid_layout(n, rows, cols, args.nrow)
+    if classes is not None:
+        labels = grid_labels(classes, n, rows, cols)
+    elif setup.classifier is not None:   # classifier guidance without --class_label
+        labels = random_labels(cfg.sample.seed, n, setup.classifier_config.model.num_classes)
+    else:
+        labels = None
     return DenoisePlan(setup, n, rows, cols, batch=cfg.sample.batchsize or cfg.train.batchsize,
-                       labels=None if classes is None else grid_labels(classes, n, rows, cols),
+                       labels=labels,
                        paths=sample_paths(cfg.sample.sample_dir, cfg.sample.sample_postfix,
                                           args.save_path))
 
@@ -92,7 +102,7 @@ def write_sequence(args, cfg: Config, plan: DenoisePlan) -> None:
         setup.model, setup.sampler, plan.num_images, setup.shape, plan.batch,
         every=args.sequence_every or cfg.sample.sequence_every, seed=cfg.sample.seed,
         progress=bars_wanted(args.quiet), labels=plan.labels,
-        guidance_scale=cfg.sample.guidance_scale)
+        guidance_scale=cfg.sample.guidance_scale, classifier=setup.classifier)
     png, gif = plan.paths.sequence, plan.paths.gif
     save_sequence([maybe_grey(f, args.to_grayscale) for f in x0_frames], png)
     save_sequence([maybe_grey(f, args.to_grayscale) for f in xt_frames], plan.paths.sequence_xt,
@@ -112,7 +122,7 @@ def draw_images(args, cfg: Config, plan: DenoisePlan) -> Optional[np.ndarray]:
                     seed=cfg.sample.seed, index_offset=start,
                     progress=bars_wanted(args.quiet) and dist.is_main(),
                     labels=None if plan.labels is None else plan.labels[start:stop],
-                    guidance_scale=cfg.sample.guidance_scale)
+                    guidance_scale=cfg.sample.guidance_scale, classifier=setup.classifier)
     images = dist.gather_to_main(mine, plan.num_images)
     return images if dist.is_main() else None
 

@@ -86,6 +86,7 @@ RANGES = {
     "sample.seed": SEED,
     "sample.order": Range(1, 3),                # dpm_solver++ / dpm_solver / unipc
     "sample.guidance_scale": AT_LEAST_0,        # 0: the plain conditional model
+    "sample.classifier_scale": AT_LEAST_0,      # classifier guidance's s
 }
 
 RESPACING = re.compile(r"ddim\d+|\s*\d+(\s*,\s*\d+)*\s*")   # respace.space_timesteps
@@ -196,6 +197,9 @@ def validate(cfg) -> None:
         _check_choice("sample.spacing", cfg.sample.spacing, SPACINGS)
     if cfg.sample.order is not None and not 1 <= cfg.sample.order <= 3:
         raise ConfigError(f"sample.order must be 1, 2 or 3, got {cfg.sample.order}")
+    if cfg.sample.classifier_scale is not None and not cfg.sample.classifier_path:
+        raise ConfigError(f"{label('sample.classifier_scale')}={cfg.sample.classifier_scale:g} "
+                          f"needs a classifier: give {label('sample.classifier_path')}")
     _check_choice("train.lr_decay", cfg.train.lr_decay, LR_DECAYS)
     _check_choice("train.timestep_sampler", cfg.train.timestep_sampler, TIMESTEP_SAMPLERS)
     _check_choice("train.amp", cfg.train.amp, AMP_MODES)

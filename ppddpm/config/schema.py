@@ -102,6 +102,8 @@ class SampleConfig:
     seed: int = 0
     class_label: Optional[str] = None  # conditional models: index or name, a,b,c, or all
     guidance_scale: float = 0.0        # classifier-free guidance w (0: the conditional model)
+    classifier_path: Optional[str] = None     # classifier guidance: a noisy classifier's file
+    classifier_scale: Optional[float] = None  # its scale s (None: 1.0 with classifier_path)
     order: Optional[int] = None       # dpm_solver++ / dpm_solver / unipc order (None: 2)
     clipped_eps: bool = False         # DDIM and solvers: eps from the clipped x0 (improved-diffusion)
     spacing: Optional[str] = None     # timestep grid of DDIM and the solvers; None: DDIM uses

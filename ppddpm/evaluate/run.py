@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from ..config import Config, ConfigError, ModelConfig
-from ..data.labels import balanced_labels, sampling_classes
+from ..data.labels import balanced_labels, random_labels, sampling_classes
 from ..errors import CheckpointError
 from ..io.files import atomic_write
 from ..pipeline import prepare_sampling
@@ -70,11 +70,13 @@ def checkpoint_iteration(path: str) -> Optional[int]:
 
 def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, folder: str,
                        meta: dict, progress: bool = True, labels=None,
-                       guidance_scale: float = 0.0) -> Optional[np.ndarray]:
+                       guidance_scale: float = 0.0, classifier=None) -> Optional[np.ndarray]:
     """All n images as uint8 NHWC on rank 0 (None on the other ranks), resuming from the
-    chunks already in ``folder``; image i of a conditional model has class ``labels[i]``."""
+    chunks already in ``folder``; image i of a conditional model has class ``labels[i]``
+    (the class ``classifier`` guidance pulls it towards, when given)."""
     def compute(a: int, b: int) -> np.ndarray:
-        guide = {} if labels is None else dict(labels=labels[a:b], guidance_scale=guidance_scale)
+        guide = {} if labels is None else dict(labels=labels[a:b], guidance_scale=guidance_scale,
+                                               classifier=classifier)
         return batched.generate(model, sampler, b - a, shape, b - a, seed=seed, index_offset=a,
                         progress=False, **guide)
     return run_resumable(folder, meta, n, batch, compute, "eval samples", progress)
@@ -91,8 +93,11 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
     model, sampler, shape = setup.model, setup.sampler, setup.shape
     n, batch, s = opts.num_samples, cfg.sample.batchsize or cfg.train.batchsize, cfg.sample
     desc = sampler_description(sampler)
-    classes = sampling_classes(s, setup.file_config, opts.pretrained_path)
+    classes = sampling_classes(s, setup.file_config, opts.pretrained_path,
+                               setup.classifier_config)
     labels = None if classes is None else balanced_labels(classes, n)   # class-balanced
+    if labels is None and setup.classifier is not None:   # classifier guidance, random classes
+        labels = random_labels(s.seed, n, setup.classifier_config.model.num_classes)
     meta = {"pretrained_path": os.path.abspath(opts.pretrained_path),
             "pretrained_bytes": os.path.getsize(opts.pretrained_path), "sampler": desc,
             "respacing": s.respacing, "skip": s.skip if s.sampler == "ddim" else None,
@@ -101,6 +106,10 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
         meta.update(classes=classes, guidance_scale=s.guidance_scale)
     if s.spacing is not None:   # (absent otherwise, so earlier finished evals stay valid)
         meta["spacing"] = s.spacing
+    if setup.classifier is not None:   # (absent otherwise, likewise)
+        meta.update(classifier_path=os.path.abspath(s.classifier_path),
+                    classifier_bytes=os.path.getsize(s.classifier_path),
+                    classifier_scale=setup.classifier.scale)
     base = os.path.join(s.sample_dir, f"{s.sample_postfix}_eval")
     path = f"{base}{n}.npz"
     info = {"checkpoint": opts.pretrained_path,
@@ -109,6 +118,8 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
             "samples": path}
     if classes is not None:
         info.update(class_labels=classes, guidance_scale=s.guidance_scale)
+    if setup.classifier is not None:
+        info.update(classifier_path=s.classifier_path, classifier_scale=setup.classifier.scale)
     images = _finished_samples(path, meta)
     if images is not None:
         say(f"eval: reusing {path} ({n} samples of these settings)", opts.quiet)
@@ -116,7 +127,7 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
     say(f"eval: {n} samples from {opts.pretrained_path} with {desc}, batch {batch}", opts.quiet)
     images = generate_resumable(model, sampler, n, shape, batch, s.seed, base + ".partial",
                                 meta, progress=not opts.quiet, labels=labels,
-                                guidance_scale=s.guidance_scale)
+                                guidance_scale=s.guidance_scale, classifier=setup.classifier)
     if images is None:
         return None, info
     text = json.dumps(meta, sort_keys=True)
