@@ -160,3 +160,13 @@ def test_converts_where_torch_cannot_be_imported(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert out.exists()
+
+
+def test_the_converted_file_samples_a_grid_on_the_command_line(tmp_path, monkeypatch):
+    from ppddpm.cli import main
+    path = convert(tmp_path, CKPT)
+    monkeypatch.chdir(tmp_path)
+    assert main(os.path.join(ROOT, "configs", "cifar10.yaml"), "test", argv=[
+        "--mode", "denoise", "--pretrained_path", path, "--sampler", "ddim", "--ddim_steps", "2",
+        "--num_images", "2-1-2", "--sample_postfix", "ddim_tiny", "--quiet"]) == 0
+    assert (tmp_path / "sample" / "sample_ddim_tiny.png").exists()
