@@ -65,6 +65,7 @@ RANGES = {
     "model.num_classes": AT_LEAST_1,
     "model.norm_groups": AT_LEAST_1,
     "model.norm_eps": POSITIVE,
+    "model.downsample_padding": Range(0, 1),
     "diffusion.num_diffusion_steps": AT_LEAST_1,
     "train.batchsize": AT_LEAST_1,
     "train.training_iters": AT_LEAST_1,
@@ -133,6 +134,15 @@ def check_model(m) -> None:
     if m.arch in LEGACY_ARCHS and (m.learn_sigma or m.num_classes is not None):
         raise ConfigError(f"model.arch={m.arch!r} has no learn_sigma or num_classes; use "
                           "arch 'unet' or 'fpn'")
+    if m.num_head_channels != -1 and m.num_head_channels < 1:
+        _fail("model.num_head_channels", "-1 (one head) or a positive head width",
+              m.num_head_channels)
+    unet_only = {"downsample_padding": 0, "num_head_channels": -1, "use_scale_shift_norm": False,
+                 "mid_attn_norm": True}
+    changed = [k for k, default in unet_only.items() if getattr(m, k) != default]
+    if m.arch != "unet" and changed:
+        raise ConfigError(f"model.{changed[0]} is an option of arch 'unet', not of "
+                          f"model.arch={m.arch!r}; leave it at {unet_only[changed[0]]!r}")
     if m.arch not in LEGACY_ARCHS and not m.ch // 2 > m.time_freq_shift:
         # the sinusoids 10000^(-i / (ch/2 - shift)) (layers.timestep_embedding)
         raise ConfigError(f"model.ch // 2 must exceed model.time_freq_shift={m.time_freq_shift:g} "
