@@ -4,8 +4,9 @@
 The refusals use real files: ppddpm inference files of networks that are not classifiers
 of the right shape. ADM's noisy classifier (arch adm_classifier) is not in this branch, so
 the runs that sample swap the file's network for a paddle Layer with known logits through
-``pipeline.load_pretrained`` (the one call that reads a classifier file); the rest of the
-path (checks, labels, sampling, outputs) is the real one."""
+``pipeline.load_pretrained`` (the one call that reads a classifier file,
+tests/helpers_classifier.py); the rest of the path (checks, labels, sampling, outputs) is
+the real one."""
 import json
 import os
 
@@ -13,11 +14,11 @@ import numpy as np
 import paddle
 import pytest
 
+from helpers_classifier import net_config, reading_classifier
 from helpers_cli import ROOT, run
 from helpers_data import make_fake_cifar10
 from ppddpm import pipeline
 from ppddpm.cli import main
-from ppddpm.config import Config, ModelConfig, validate
 from ppddpm.convert.pretrained import save_inference_file
 from ppddpm.data.labels import random_labels
 from ppddpm.diffusion import GaussianDiffusion
@@ -33,18 +34,6 @@ sample: {{batchsize: 4}}
 """
 
 
-def net_config(resolution=8, num_classes=None):
-    cfg = Config()
-    cfg.model = ModelConfig(arch="unet", ch=32, ch_mult=[1, 2], num_res_blocks=1,
-                            attn_resolutions=[], dropout=0.0, resolution=resolution,
-                            num_classes=num_classes)
-    cfg.diffusion.num_diffusion_steps = T
-    cfg.diffusion.beta_end = 0.2
-    cfg.data.image_size = resolution
-    validate(cfg)
-    return cfg
-
-
 def write_net(path, **kw):
     cfg = net_config(**kw)
     paddle.seed(0)
@@ -52,21 +41,6 @@ def write_net(path, **kw):
     save_inference_file(str(path), net.state_dict(), GaussianDiffusion.from_config(
         cfg.diffusion).betas, {}, cfg)
     return str(path)
-
-
-class BrightnessClassifier(paddle.nn.Layer):
-    """logits_k = 10 k mean(x): log p(k | x) pulls the mean pixel up for high classes and
-    down for low ones (grad = 10 (k - E[k]) / pixels, per pixel)."""
-    num_classes = 10
-
-    def __init__(self):
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, x, t):
-        self.calls += 1
-        m = x.reshape([x.shape[0], -1]).mean(axis=1, keepdim=True)
-        return 10.0 * m * paddle.arange(10, dtype="float32")[None]
 
 
 @pytest.fixture(scope="module")
@@ -87,20 +61,13 @@ def cli(files, monkeypatch, capsys):
     """``cli(*argv) -> (status, stderr)`` in-process, with brightness.pdparam read as
     BrightnessClassifier (8x8 RGB, 10 classes)."""
     monkeypatch.chdir(files["dir"])
-    real = pipeline.load_pretrained
-    clf = BrightnessClassifier()
-    cfg = net_config(num_classes=10)
-
-    def load(path, map_config=None):
-        if os.path.basename(path) == "brightness.pdparam":
-            return clf, None, cfg
-        return real(path, map_config)
+    load = reading_classifier(pipeline.load_pretrained, resolution=8)
     monkeypatch.setattr(pipeline, "load_pretrained", load)
 
     def call(*argv):
         status = main("tiny.yaml", "test", argv=list(argv) + ["--quiet"])
         return status, capsys.readouterr().err
-    call.classifier = clf
+    call.classifier = load.classifier
     return call
 
 
