@@ -172,3 +172,11 @@ def test_eval_samples_with_the_classifier_and_records_it(files, cli, monkeypatch
     with np.load(d / "sample" / "ev_eval6.npz") as f:
         meta = json.loads(str(f["ppddpm_meta"]))
     assert meta["classifier_scale"] == 3 and meta["classifier_path"].endswith("brightness.pdparam")
+
+
+def test_train_and_bpd_refuse_a_classifier_instead_of_ignoring_it(files, cli):
+    one_line_error(*cli("--mode", "train", "--classifier_path", "brightness.pdparam"),
+                   "--classifier_path", "--mode denoise")
+    one_line_error(*cli("--mode", "eval", "--metrics", "bpd", "--pretrained_path",
+                        files["uncond"], "--classifier_path", "brightness.pdparam"),
+                   "--classifier_path", "bpd")

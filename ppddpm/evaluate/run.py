@@ -295,6 +295,9 @@ def run_bpd(opts: EvalOptions, cfg: Config) -> None:
     """The bound of every test image (up to --num_samples), resumable and distributed."""
     if not opts.pretrained_path:
         raise CheckpointError("--metrics bpd needs --pretrained_path (the model to evaluate)")
+    if cfg.sample.classifier_path:
+        raise ConfigError("--classifier_path (classifier guidance) steers sampling; --metrics "
+                          "bpd bounds the model's own likelihood: drop one of them")
     setup = _sampling_setup(opts, cfg)
     model, sampler = setup.model, setup.sampler
     evaluate_bpd(model, sampler.diffusion, cfg, opts.pretrained_path, opts.num_samples,
