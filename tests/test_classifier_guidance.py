@@ -221,3 +221,40 @@ def test_a_classifier_must_return_logits_per_image():
         guide.classifier_gradient(paddle.zeros([2, 3, 4, 4]), paddle.zeros([2], "int64"))
     with pytest.raises(TypeError, match="paddle.nn.Layer"):
         ClassifierGuidance(lambda x, t: x, 1.0)
+
+
+class MeanClassifier(paddle.nn.Layer):
+    """logits_k = 10 k mean(x) + t / 1000 (a nonlinear log p, through a real autograd graph)."""
+    num_classes = 3
+
+    def forward(self, x, t):
+        m = x.reshape([x.shape[0], -1]).mean(axis=1, keepdim=True)
+        return 10.0 * paddle.tanh(m) * paddle.arange(3, dtype="float32")[None] + \
+            t.astype("float32")[:, None] / 1000.0
+
+
+def test_the_network_may_run_on_the_exported_predictor(tmp_path, monkeypatch):
+    """The same guided run with the dynamic-graph network and its Paddle Inference export
+    (which has no autograd): the classifier's gradient is all that guidance needs."""
+    from ppddpm.config import ModelConfig
+    from ppddpm.engines import make_engine
+    from ppddpm.engines.cache import CACHE_ENV
+    from ppddpm.models import build_model
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    paddle.seed(3)
+    net = build_model(ModelConfig(arch="unet", ch=32, ch_mult=[1, 2], num_res_blocks=1,
+                                  attn_resolutions=[], dropout=0.0, resolution=8))
+    for p in net.parameters():   # non-zero output layers
+        p.set_value(paddle.randn(p.shape) * 0.05)
+    net.eval()
+    engine = make_engine(net, "inference", image_shape=[3, 8, 8])
+    assert not isinstance(engine, paddle.nn.Layer)
+    diff = diffusion(T=50)
+    guide = ClassifierGuidance(MeanClassifier(), 5.0)
+    y = np.array([0, 2, 1], dtype=np.int64)
+    for sampler in (DDPMSampler(diff), DDIMSampler(diff, num_steps=5)):
+        got = sampler.sample(engine, [3, 3, 8, 8], seed=1, progress=False, y=y, classifier=guide)
+        want = sampler.sample(net, [3, 3, 8, 8], seed=1, progress=False, y=y, classifier=guide)
+        plain = sampler.sample(net, [3, 3, 8, 8], seed=1, progress=False)
+        assert np.abs(want.numpy() - plain.numpy()).max() > 0.05   # guidance changed the run
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
