@@ -67,11 +67,14 @@ def test_multi_head_attention_with_and_without_the_fused_kernel(use_sdpa):
     assert_close(forward(model, io), io["out"])
 
 
-def test_exported_predictor_runs_the_new_options(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind, name", [("inference", "scale_shift"), ("onnxruntime", "scale_shift"),
+                                        ("onnxruntime", "example")])
+def test_exported_engines_run_the_new_options(tmp_path, monkeypatch, kind, name):
     monkeypatch.setenv("PPDDPM_ENGINE_CACHE", str(tmp_path))
-    model, cfg, io = converted("scale_shift")
-    engine = make_engine(model, "inference", image_shape=[3, 16, 16])
-    out = engine(paddle.to_tensor(io["x"]), paddle.to_tensor(io["t"]), paddle.to_tensor(io["y"]))
+    model, cfg, io = converted(name)
+    engine = make_engine(model, kind, image_shape=[3, 16, 16])
+    y = None if "y" not in io else paddle.to_tensor(io["y"])
+    out = engine(paddle.to_tensor(io["x"]), paddle.to_tensor(io["t"]), y)
     out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
     assert_close(out, io["out"])
 
