@@ -6,7 +6,8 @@ Takes a Config and plain arguments, never the command line's namespace.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence, Tuple
+import os
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import paddle
 
@@ -15,10 +16,11 @@ from .convert.pretrained import load_pretrained
 from .diffusion import GaussianDiffusion, short_chain_problem
 from .engines import make_engine
 from .engines.onnx import available
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .runtime.heap import trim_heap
 from .runtime.progress import note
 from .samplers import checked_sampler, image_shape
+from .samplers.classifier_guidance import ClassifierGuidance
 
 
 class SamplingSetup(NamedTuple):
@@ -27,6 +29,8 @@ class SamplingSetup(NamedTuple):
     shape: list                   # [C, H, W] of one image, as the file's config says
     grid: Tuple[int, int, int]    # (N, rows, cols) of sample.num_images
     file_config: Config           # the config stored in (or read off) the weights file
+    classifier: Optional[ClassifierGuidance] = None   # classifier guidance (sample.classifier_path)
+    classifier_config: Optional[Config] = None        # the classifier file's config
 
 
 # Below this many parameters, without ONNX Runtime, the dynamic graph is at least as fast as
@@ -75,8 +79,51 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
     shape = image_shape(file_cfg.model)
     # keep_model=False: the engine holds the weights, so the dygraph copy is freed
     params = sum(int(p.numel()) for p in model.parameters())
+    classifier, classifier_cfg = load_classifier(cfg.sample, shape, file_cfg.model.num_classes,
+                                                 pretrained_path)
     model = make_engine(model, choose_engine_kind(engine, shape, params), image_shape=shape,
                         keep_model=False)
     if not isinstance(model, paddle.nn.Layer):   # an engine: the dygraph weights are garbage now
         trim_heap()
-    return SamplingSetup(model, sampler, shape, grid, file_cfg)
+    return SamplingSetup(model, sampler, shape, grid, file_cfg, classifier, classifier_cfg)
+
+
+def load_classifier(sample_cfg, shape: List[int], model_classes: Optional[int],
+                    model_path: str):
+    """(ClassifierGuidance, its file's Config) for ``sample.classifier_path``, or (None, None).
+
+    The classifier stays a dynamic-graph Layer (its gradient comes from autograd). It must
+    be built for the diffusion model's image shape and, for a class-conditional model, its
+    number of classes, and answer ``classifier(x, t)`` with logits [N, num_classes].
+    """
+    path = sample_cfg.classifier_path
+    if not path:
+        return None, None
+    flag = "--classifier_path"
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{flag} {path!r} does not exist; give a converted classifier file")
+    try:
+        classifier, _, ccfg = load_pretrained(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{flag} {path!r} is not a readable weights file: {exc}") from None
+    m = ccfg.model
+    if m.num_classes is None:
+        raise CheckpointError(f"{flag} {path!r} holds a network of arch {m.arch!r} without "
+                              "classes (model.num_classes is null), not a classifier")
+    if image_shape(m) != list(shape):
+        raise ConfigError(f"{flag} {path!r} is a classifier of {m.in_channels}x{m.resolution}"
+                          f"x{m.resolution} images, but {model_path} makes {shape[0]}x{shape[1]}"
+                          f"x{shape[2]} images; use a classifier of the model's resolution")
+    if model_classes is not None and model_classes != m.num_classes:
+        raise ConfigError(f"{flag} {path!r} tells {m.num_classes} classes apart, but the "
+                          f"class-conditional {model_path} has {model_classes}; use a "
+                          "classifier of the same classes")
+    with paddle.no_grad():   # one probe image: the classifier's answer must be logits
+        out = classifier(paddle.zeros([1] + list(shape)), paddle.zeros([1], "int64"))
+    if not isinstance(out, paddle.Tensor) or list(out.shape) != [1, m.num_classes]:
+        got = list(out.shape) if isinstance(out, paddle.Tensor) else type(out).__name__
+        raise CheckpointError(f"{flag} {path!r} holds a network of arch {m.arch!r} that "
+                              f"returns {got} for one image, not the logits [1, "
+                              f"{m.num_classes}] of a classifier")
+    scale = 1.0 if sample_cfg.classifier_scale is None else sample_cfg.classifier_scale
+    return ClassifierGuidance(classifier, scale), ccfg

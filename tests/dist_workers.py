@@ -76,3 +76,12 @@ def denoise(argv):
     code = main(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "configs", "cifar10.yaml"), "test", argv=argv)
     assert code == 0
+
+
+def denoise_with_classifier(argv):
+    """``denoise`` with brightness.pdparam read as the known classifier of
+    helpers_classifier (16x16 images)."""
+    from helpers_classifier import reading_classifier
+    from ppddpm import pipeline
+    pipeline.load_pretrained = reading_classifier(pipeline.load_pretrained, resolution=16)
+    denoise(argv)

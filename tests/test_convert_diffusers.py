@@ -190,9 +190,16 @@ def test_missing_files_and_bin_only_are_refused(tmp_path):
         convert_diffusers_unet(str(src))
 
 
-@pytest.mark.parametrize("edit,match", [({"attention_head_dim": 8}, "single-head"),
-                                        ({"downsample_padding": 1}, "downsample_padding"),
-                                        ({"resnet_time_scale_shift": "scale_shift"}, "scale_shift"),
+@pytest.mark.parametrize("edit,match", [({"attention_head_dim": 5}, "attention_head_dim=5"),
+                                        ({"downsample_padding": 2}, "downsample_padding=2"),
+                                        ({"resnet_time_scale_shift": "spatial"},
+                                         "resnet_time_scale_shift='spatial'"),
+                                        ({"attn_norm_num_groups": 4}, "attn_norm_num_groups=4"),
+                                        ({"add_attention": False}, "add_attention=False"),
+                                        ({"class_embed_type": "timestep"}, "class_embed_type"),
+                                        ({"down_block_types": ["ResnetDownsampleBlock2D",
+                                                               "AttnDownBlock2D"]},
+                                         "down_block_types has .'ResnetDownsampleBlock2D'"),
                                         ({"down_block_types": ["DownBlock2D", "DownBlock2D"]},
                                          "mirrored")])
 def test_unsupported_unet_settings_are_config_errors(tmp_path, edit, match):

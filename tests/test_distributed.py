@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import paddle.distributed as dist
 
-from dist_workers import denoise, tiny_config, train_tiny
+from dist_workers import denoise, denoise_with_classifier, tiny_config, train_tiny
 
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.models import build_model
@@ -91,3 +91,30 @@ def test_distributed_sampling_gives_the_single_process_images(tmp_path):
     assert two.shape == (5, 16, 16, 3)
     np.testing.assert_array_equal(two, one)
     assert len({im.tobytes() for im in one}) == 5  # five different images
+
+
+def test_classifier_guided_sampling_on_two_ranks_gives_the_single_process_images(tmp_path):
+    """Random classes (no --class_label) are the same list on every rank."""
+    cfg = tiny_config(str(tmp_path))
+    paddle.seed(1)
+    model = build_model(cfg.model)
+    for p in model.parameters():
+        p.set_value(paddle.randn(p.shape) * 0.05)
+    weights = str(tmp_path / "tiny.pdparam")
+    save_inference_file(weights, model.state_dict(),
+                        GaussianDiffusion.from_config(cfg.diffusion).betas, {}, cfg)
+    (tmp_path / "brightness.pdparam").write_bytes(b"read as helpers_classifier's classifier")
+    common = ["--mode", "denoise", "--pretrained_path", weights, "--num_images", "5-1-5",
+              "--batchsize", "2", "--save_npz", "True", "--quiet", "--sampler", "ddim",
+              "--stride", "10", "--sample_postfix", "ddim_cifar10_test",
+              "--classifier_path", str(tmp_path / "brightness.pdparam"),
+              "--classifier_scale", "20"]
+    dist.spawn(denoise_with_classifier, args=(common + ["--sample_dir", str(tmp_path / "two")],),
+               nprocs=2, backend="gloo")
+    denoise_with_classifier(common + ["--sample_dir", str(tmp_path / "one")])
+    denoise(common[:-4] + ["--sample_dir", str(tmp_path / "plain")])
+    two = np.load(tmp_path / "two" / "ddim_cifar10_test.npz")["arr_0"]
+    one = np.load(tmp_path / "one" / "ddim_cifar10_test.npz")["arr_0"]
+    plain = np.load(tmp_path / "plain" / "ddim_cifar10_test.npz")["arr_0"]
+    np.testing.assert_array_equal(two, one)
+    assert np.abs(one.astype(int) - plain).max() > 20   # the classifier did pull

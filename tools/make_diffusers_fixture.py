@@ -9,6 +9,10 @@ Files: unet/config.json, unet/diffusion_pytorch_model.safetensors (F16 weights),
 scheduler/scheduler_config.json, io.npz with x, t, out (this model), out_flip (same
 weights, config flip_sin_to_cos=true, freq_shift=0), class_embedding, y, out_class
 (same weights plus a class embedding, num_class_embeds=5).
+
+--what variants writes tests/fixtures/diffusers_variants/<name>/ instead: the UNet2DModel
+settings beyond the DDPM UNet that ppddpm expresses (VARIANTS below), each with its own
+random weights, unet/ and io.npz (x, t, y, out).
 """
 import argparse
 import os
@@ -48,10 +52,53 @@ def run(model, x, t, y=None):
                      class_labels=None if y is None else torch.from_numpy(y)).sample.numpy()
 
 
+# name -> settings over ARCH. "example": the defaults of diffusers' unconditional training
+# example (downsample_padding 1, attention heads of 8 channels, flip_sin_to_cos, freq_shift 0);
+# "scale_shift": AdaGN res blocks and a class embedding (the middle attention then has no
+# GroupNorm); "scale_shift_attn_groups": the same with attn_norm_num_groups (it has one);
+# "attn_first": attention at the first level of three, 4-channel heads.
+SMALL = dict(block_out_channels=(8, 16))   # a quarter of ARCH's weights: the fixtures stay small
+VARIANTS = {
+    "example": dict(downsample_padding=1, attention_head_dim=8, flip_sin_to_cos=True,
+                    freq_shift=0),
+    "scale_shift": dict(resnet_time_scale_shift="scale_shift", num_class_embeds=5,
+                        attention_head_dim=8, downsample_padding=1),
+    "scale_shift_attn_groups": dict(resnet_time_scale_shift="scale_shift", attn_norm_num_groups=8),
+    "attn_first": dict(block_out_channels=(8, 8, 16), layers_per_block=2,
+                       down_block_types=("AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D"),
+                       attention_head_dim=4),
+}
+VARIANTS_OUT = os.path.join(HERE, "..", "tests", "fixtures", "diffusers_variants")
+
+
+def write_variants(out_dir: str) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    t = np.array([7, 913], dtype=np.int64)
+    y = np.array([1, 4], dtype=np.int64)
+    for i, (name, extra) in enumerate(VARIANTS.items()):
+        torch.manual_seed(i)
+        gen = torch.Generator().manual_seed(100 + i)
+        model = UNet2DModel(**{**ARCH, **SMALL, **extra}).eval()
+        randomise(model, gen)
+        labels = y if extra.get("num_class_embeds") else None
+        out = run(model, x, t, labels)
+        folder = os.path.join(out_dir, name)
+        model.half().save_pretrained(os.path.join(folder, "unet"), safe_serialization=True)
+        np.savez_compressed(os.path.join(folder, "io.npz"), x=x, t=t, out=out,
+                            **({} if labels is None else {"y": labels}))
+        print(f"{name}: |out| max {np.abs(out).max():.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--what", choices=("tiny", "variants"), default="tiny")
     args = ap.parse_args()
+    if args.what == "variants":
+        return write_variants(args.out or VARIANTS_OUT)
+    args.out = args.out or DEFAULT_OUT
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1234)
     model = UNet2DModel(**ARCH).eval()

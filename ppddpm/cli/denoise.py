@@ -8,8 +8,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from ..config import Config
-from ..data.labels import grid_labels, sampling_classes
+from ..config import Config, ConfigError
+from ..data.labels import grid_labels, random_labels, sampling_classes
 from ..evaluate.resumable import finished_images, generate_resumable, sampling_meta
 from ..io.grid_output import SamplePaths, grid_layout, maybe_grey, sample_paths, show_image
 from ..io.images import image_format, save_grid, save_individual, save_npz, save_sequence
@@ -44,6 +44,9 @@ def run_denoise(args, cfg: Config) -> None:
         f"{sampler_description(setup.sampler)}, batch {plan.batch}"
         f"{conditioning_description(cfg, plan)}", args.quiet)
     if list(setup.shape) == [2, 1, 1]:  # 2-D points (toy sets): scatter, GIF and quality JSON
+        if setup.classifier is not None:
+            raise ConfigError("--classifier_path: classifier guidance is for image models, "
+                              "not the 2-D toy sets")
         return run_toy_denoise(cfg, setup.model, setup.sampler, lambda m: say(m, args.quiet),
                                args.pretrained_path, sequence=bool(args.sequence),
                                save_path=args.save_path, progress=bars_wanted(args.quiet),
@@ -57,15 +60,23 @@ def run_denoise(args, cfg: Config) -> None:
 
 
 def conditioning_description(cfg: Config, plan: DenoisePlan) -> str:
-    """', classes 3 (cat), guidance 2' for a conditional run; '' otherwise."""
+    """', classes 3,5, classifier-free guidance 2' for a conditional or classifier-guided
+    run; '' otherwise."""
     if plan.labels is None:
         return ""
-    names = cfg.sample.class_label if str(cfg.sample.class_label).strip() else ""
+    spec = str(cfg.sample.class_label or "").strip()
     classes = ",".join(str(c) for c in dict.fromkeys(int(c) for c in plan.labels))
-    named = f" ({names})" if names and names != classes else ""
-    guided = (f", classifier-free guidance {cfg.sample.guidance_scale:g}"
-              if cfg.sample.guidance_scale else ", no guidance")
-    return f", class{'es' if ',' in classes else ''} {classes}{named}{guided}"
+    if not spec and len(classes) > 40:
+        classes = "random"
+    named = f" ({spec})" if spec and spec != classes else ""
+    classifier = plan.setup.classifier
+    if classifier is not None:
+        guided = f", classifier guidance {classifier.scale:g} ({cfg.sample.classifier_path})"
+    elif cfg.sample.guidance_scale:
+        guided = f", classifier-free guidance {cfg.sample.guidance_scale:g}"
+    else:
+        guided = ", no guidance"
+    return f", class{'es' if ',' in classes or classes == 'random' else ''} {classes}{named}{guided}"
 
 
 def prepare_denoise_folders(args, cfg: Config) -> None:
@@ -87,17 +98,26 @@ def sampling_setup(args, cfg: Config) -> SamplingSetup:
 
 def plan_denoise(args, cfg: Config, setup: SamplingSetup) -> DenoisePlan:
     """The grid, batch, classes and file names; a note when the file is another script's."""
-    classes = sampling_classes(cfg.sample, setup.file_config, args.pretrained_path)
+    classes = sampling_classes(cfg.sample, setup.file_config, args.pretrained_path,
+                               setup.classifier_config)
     mismatch = match_file_to_script(setup.file_config, cfg, args.pretrained_path,
                                     postfix_given=was_given(args, "sample_postfix"))
     if mismatch:
         note(mismatch)
     if not was_given(args, "sample_postfix"):
-        cfg.sample.sample_postfix += class_tag(cfg.sample, setup.file_config.model.num_classes)
+        scale = None if setup.classifier is None else setup.classifier.scale
+        cfg.sample.sample_postfix += class_tag(cfg.sample, setup.file_config.model.num_classes,
+                                               scale)
     n, rows, cols = setup.grid
     rows, cols = grid_layout(n, rows, cols, args.nrow)
+    if classes is not None:
+        labels = grid_labels(classes, n, rows, cols)
+    elif setup.classifier is not None:   # classifier guidance without --class_label
+        labels = random_labels(cfg.sample.seed, n, setup.classifier_config.model.num_classes)
+    else:
+        labels = None
     return DenoisePlan(setup, n, rows, cols, batch=cfg.sample.batchsize or cfg.train.batchsize,
-                       labels=None if classes is None else grid_labels(classes, n, rows, cols),
+                       labels=labels,
                        paths=sample_paths(cfg.sample.sample_dir, cfg.sample.sample_postfix,
                                           args.save_path))
 
@@ -111,7 +131,7 @@ def write_sequence(args, cfg: Config, plan: DenoisePlan) -> None:
         setup.model, setup.sampler, plan.num_images, setup.shape, plan.batch,
         every=args.sequence_every or cfg.sample.sequence_every, seed=cfg.sample.seed,
         progress=bars_wanted(args.quiet), labels=plan.labels,
-        guidance_scale=cfg.sample.guidance_scale)
+        guidance_scale=cfg.sample.guidance_scale, classifier=setup.classifier)
     png, gif = plan.paths.sequence, plan.paths.gif
     save_sequence([maybe_grey(f, args.to_grayscale) for f in x0_frames], png)
     save_sequence([maybe_grey(f, args.to_grayscale) for f in xt_frames], plan.paths.sequence_xt,
@@ -140,7 +160,7 @@ def draw_images(args, cfg: Config, plan: DenoisePlan) -> Optional[np.ndarray]:
     of ranks or the batches already done."""
     setup, folder = plan.setup, partial_folder(plan)
     meta = sampling_meta(args.pretrained_path, sampler_description(setup.sampler), cfg.sample,
-                         setup.shape)
+                         setup.shape, classifier=setup.classifier)
     if plan.labels is not None:
         meta.update(labels=[int(c) for c in plan.labels], guidance_scale=cfg.sample.guidance_scale)
     done = finished_images(folder, plan.num_images)
@@ -155,7 +175,7 @@ def draw_images(args, cfg: Config, plan: DenoisePlan) -> Optional[np.ndarray]:
                               plan.batch, cfg.sample.seed, folder, meta,
                               progress=bars_wanted(args.quiet), labels=plan.labels,
                               guidance_scale=cfg.sample.guidance_scale,
-                              step_progress=bars_wanted(args.quiet),
+                              classifier=setup.classifier, step_progress=bars_wanted(args.quiet),
                               on_batch=write_pngs if args.save_individual else None)
 
 

@@ -8,7 +8,7 @@ from typing import Tuple
 import numpy as np
 import paddle
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..convert.pretrained import compare_model_configs, save_inference_file
 from ..data import build_dataset, build_loader
 from ..data.labels import setup_conditioning
@@ -33,6 +33,9 @@ from .resume_config import check_resume_overrides
 
 
 def run_train(args, cfg: Config, resume: bool) -> None:
+    if cfg.sample.classifier_path:   # not silently ignored by the training's sample grids
+        raise ConfigError("--classifier_path (classifier guidance) is for sampling: use it with "
+                          "--mode denoise or --mode eval, not train")
     dist.init_distributed()
     ckpt, ckpt_path = load_resume_checkpoint(args, cfg) if resume else (None, None)
     if ckpt is not None:

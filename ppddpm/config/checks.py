@@ -65,6 +65,7 @@ RANGES = {
     "model.num_classes": AT_LEAST_1,
     "model.norm_groups": AT_LEAST_1,
     "model.norm_eps": POSITIVE,
+    "model.downsample_padding": Range(0, 1),
     "diffusion.num_diffusion_steps": AT_LEAST_1,
     "train.batchsize": AT_LEAST_1,
     "train.training_iters": AT_LEAST_1,
@@ -86,6 +87,7 @@ RANGES = {
     "sample.seed": SEED,
     "sample.order": Range(1, 3),                # dpm_solver++ / dpm_solver / unipc
     "sample.guidance_scale": AT_LEAST_0,        # 0: the plain conditional model
+    "sample.classifier_scale": AT_LEAST_0,      # classifier guidance's s
 }
 
 RESPACING = re.compile(r"ddim\d+|\s*\d+(\s*,\s*\d+)*\s*")   # respace.space_timesteps
@@ -132,6 +134,15 @@ def check_model(m) -> None:
     if m.arch in LEGACY_ARCHS and (m.learn_sigma or m.num_classes is not None):
         raise ConfigError(f"model.arch={m.arch!r} has no learn_sigma or num_classes; use "
                           "arch 'unet' or 'fpn'")
+    if m.num_head_channels != -1 and m.num_head_channels < 1:
+        _fail("model.num_head_channels", "-1 (one head) or a positive head width",
+              m.num_head_channels)
+    unet_only = {"downsample_padding": 0, "num_head_channels": -1, "use_scale_shift_norm": False,
+                 "mid_attn_norm": True}
+    changed = [k for k, default in unet_only.items() if getattr(m, k) != default]
+    if m.arch != "unet" and changed:
+        raise ConfigError(f"model.{changed[0]} is an option of arch 'unet', not of "
+                          f"model.arch={m.arch!r}; leave it at {unet_only[changed[0]]!r}")
     if m.arch not in LEGACY_ARCHS and not m.ch // 2 > m.time_freq_shift:
         # the sinusoids 10000^(-i / (ch/2 - shift)) (layers.timestep_embedding)
         raise ConfigError(f"model.ch // 2 must exceed model.time_freq_shift={m.time_freq_shift:g} "
@@ -196,6 +207,9 @@ def validate(cfg) -> None:
         _check_choice("sample.spacing", cfg.sample.spacing, SPACINGS)
     if cfg.sample.order is not None and not 1 <= cfg.sample.order <= 3:
         raise ConfigError(f"sample.order must be 1, 2 or 3, got {cfg.sample.order}")
+    if cfg.sample.classifier_scale is not None and not cfg.sample.classifier_path:
+        raise ConfigError(f"{label('sample.classifier_scale')}={cfg.sample.classifier_scale:g} "
+                          f"needs a classifier: give {label('sample.classifier_path')}")
     _check_choice("train.lr_decay", cfg.train.lr_decay, LR_DECAYS)
     _check_choice("train.timestep_sampler", cfg.train.timestep_sampler, TIMESTEP_SAMPLERS)
     _check_choice("train.amp", cfg.train.amp, AMP_MODES)

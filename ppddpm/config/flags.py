@@ -65,6 +65,12 @@ CONFIG_FLAGS = {
                     "--num_images 100-10-10: one row per class of 10)"),
     "guidance_scale": ("sample.guidance_scale", float, "classifier-free guidance w: eps = (1+w) "
                        "eps(x, y) - w eps(x, no label); 0 samples the conditional model"),
+    "classifier_path": ("sample.classifier_path", str, "classifier guidance (Dhariwal & Nichol): "
+                        "a noisy classifier's file (converted guided-diffusion classifier) "
+                        "for the diffusion model's resolution; classes from --class_label, "
+                        "else random"),
+    "classifier_scale": ("sample.classifier_scale", float, "classifier guidance's scale s "
+                         "(1 when --classifier_path is given; needs it)"),
     "conditional": ("train.conditional", bool, "train a class-conditional model on the data "
                     "set's labels (sets model.num_classes from it)"),
     "p_uncond": ("train.p_uncond", float, "conditional training: probability that a label is "

@@ -49,6 +49,11 @@ class ModelConfig:
     norm_groups: int = 32             # GroupNorm groups (official: 32)
     norm_eps: float = 1e-6            # GroupNorm epsilon (official TF group_norm: 1e-6)
     time_freq_shift: float = 1.0      # sinusoid f_i = 10000^(-i/(half - shift)); official: 1
+    # arch unet options beyond the official network (diffusers UNet2DModel settings):
+    downsample_padding: int = 0       # 0: TF 'SAME' (0 before, 1 after); 1: one on each side
+    num_head_channels: int = -1       # attention head width; -1: one head of all channels
+    use_scale_shift_norm: bool = False  # AdaGN: norm2(h) * (1 + scale) + shift from temb
+    mid_attn_norm: bool = True        # GroupNorm before the middle attention
 
 
 @dataclass
@@ -102,6 +107,8 @@ class SampleConfig:
     seed: int = 0
     class_label: Optional[str] = None  # conditional models: index or name, a,b,c, or all
     guidance_scale: float = 0.0        # classifier-free guidance w (0: the conditional model)
+    classifier_path: Optional[str] = None     # classifier guidance: a noisy classifier's file
+    classifier_scale: Optional[float] = None  # its scale s (None: 1.0 with classifier_path)
     order: Optional[int] = None       # dpm_solver++ / dpm_solver / unipc order (None: 2)
     clipped_eps: bool = False         # DDIM and solvers: eps from the clipped x0 (improved-diffusion)
     spacing: Optional[str] = None     # timestep grid of DDIM and the solvers; None: DDIM uses

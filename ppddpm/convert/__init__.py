@@ -3,7 +3,7 @@
 Each ``convert_*`` returns the inference-file dict {"model", "betas", "options",
 "config", "version"} after checking the weights, name for name and shape for shape,
 against the network its config builds; ``write_inference`` saves it atomically.
-CLI: ``python -m ppddpm.convert --from {original,diffusers,training} --src S --out F``.
+CLI: ``python -m ppddpm.convert --from {original,diffusers,training,ddim} --src S --out F``.
 """
 from __future__ import annotations
 
@@ -20,14 +20,15 @@ from ..io.weights import load_checkpoint
 from ..models import build_model
 from ..models.state import as_numpy, load_state_strict
 from ..version import __version__
+from .ddim import ddim_file
 from .diffusers import convert_diffusers_unet
 from .original import convert_original, detect_legacy_arch, legacy_config, legacy_model_config
 from .pretrained import save_inference_file
 
-__all__ = ["convert_original", "convert_training", "convert_diffusers", "convert_file",
+__all__ = ["convert_original", "convert_training", "convert_diffusers", "convert_ddim", "convert_file",
            "write_inference", "detect_legacy_arch", "legacy_config", "legacy_model_config"]
 
-SOURCES = ("original", "diffusers", "training")
+SOURCES = ("original", "diffusers", "training", "ddim")
 
 
 def _checked_state(cfg: Config, state: Mapping, source: str) -> dict:
@@ -85,14 +86,28 @@ def convert_diffusers(src_dir: str) -> dict:
             "version": __version__}
 
 
+def convert_ddim(src_path: str, use_ema: bool = True) -> dict:
+    """A checkpoint of DDIM's code (Ho's models as .ckpt, DDIM's ckpt.pth) -> an inference
+    file dict (convert/ddim.py)."""
+    state, cfg, options = ddim_file(src_path, use_ema=use_ema)
+    validate(cfg)
+    d = cfg.diffusion
+    betas = get_beta_schedule(d.beta_schedule, d.num_diffusion_steps, d.beta_start, d.beta_end)
+    checked = _checked_state(cfg, state, f"{src_path} [{options['converted_from']['entry']}]")
+    return {"model": checked, "betas": betas, "options": options, "config": cfg.to_dict(),
+            "version": __version__}
+
+
 def convert_file(source: str, src: str, use_ema: bool = True) -> dict:
-    """Dispatch on ``source`` ('original', 'diffusers' or 'training')."""
+    """Dispatch on ``source`` (one of SOURCES)."""
     if source == "original":
         return convert_original(src, use_ema=use_ema)
     if source == "training":
         return convert_training(src, use_ema=use_ema)
     if source == "diffusers":
         return convert_diffusers(src)
+    if source == "ddim":
+        return convert_ddim(src, use_ema=use_ema)
     raise ConfigError(f"unknown conversion source {source!r}; choose one of {list(SOURCES)}")
 
 

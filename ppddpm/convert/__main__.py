@@ -28,6 +28,10 @@ sources (--from):
              diffusion_pytorch_model.safetensors, with its scheduler config), e.g. a
              download of google/ddpm-cifar10-32. Read with safetensors' numpy API, so
              no PyTorch is needed.
+  ddim       a checkpoint of DDIM's code (ermongroup/ddim): Ho's CIFAR-10 and LSUN
+             models as it downloads them (model-790000.ckpt, ...) or DDIM's own
+             ckpt.pth (its CelebA 64 model; EMA weights unless --weights raw). Read
+             without PyTorch; sizes from the shapes, the rest from DDIM's configs.
 """
 
 EPILOG = """\
@@ -58,13 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
                     choices=SOURCES,
                     help="kind of the source (see above)")
     ap.add_argument("--src", required=True, metavar="PATH",
-                    help="source file (original, training) or folder (diffusers)")
+                    help="source file (original, training, ddim) or folder (diffusers)")
     ap.add_argument("--out", required=True, metavar="FILE",
                     help="inference file to write (written atomically; folders are created): "
                          "a paddle.save .pdparam, or a .safetensors file when the name ends "
                          "in .safetensors")
     ap.add_argument("--weights", choices=("ema", "raw"), default="ema",
-                    help="original/training checkpoints: write the EMA weights (default) or "
+                    help="original/training/ddim checkpoints: write the EMA weights (default) or "
                          "the raw training weights (the non-EMA twin)")
     return ap
 

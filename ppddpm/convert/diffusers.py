@@ -28,14 +28,15 @@ __all__ = ["convert_diffusers_unet", "find_diffusers_files", "model_config_from_
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 MAX_LISTED = 20
 
-# Settings that change the network; ppddpm reproduces only these values (None = absent ok).
+# Settings that change the network; ppddpm reproduces only these values (the first one is
+# assumed when the key is absent).
 _REQUIRED = {
     "act_fn": ("silu", "swish"), "time_embedding_type": ("positional",),
-    "resnet_time_scale_shift": ("default",), "center_input_sample": (False,),
-    "downsample_padding": (0,), "mid_block_scale_factor": (1, 1.0),
+    "resnet_time_scale_shift": ("default", "scale_shift"), "center_input_sample": (False,),
+    "downsample_padding": (1, 0), "mid_block_scale_factor": (1, 1.0),
     "add_attention": (True,), "downsample_type": ("conv",), "upsample_type": ("conv",),
     "class_embed_type": (None,), "time_embedding_act_fn": (None,),
-    "attn_norm_num_groups": (None,), "num_train_timesteps": (None,),
+    "num_train_timesteps": (None,),
     "mid_block_type": ("UNetMidBlock2D",),
 }
 
@@ -85,10 +86,14 @@ def _load_json(path: str) -> dict:
 def _attn_levels(down: List[str], up: List[str], path: str) -> List[int]:
     kinds = {"DownBlock2D": False, "AttnDownBlock2D": True}
     ukinds = {"UpBlock2D": False, "AttnUpBlock2D": True}
-    bad = [b for b in down if b not in kinds] + [b for b in up if b not in ukinds]
-    if bad or len(down) != len(up):
-        raise ConfigError(f"{path}: block types {bad or (down, up)} are not the DDPM UNet's; "
-                          "supported: DownBlock2D/AttnDownBlock2D mirrored by UpBlock2D/AttnUpBlock2D")
+    for key, blocks, known in (("down_block_types", down, kinds), ("up_block_types", up, ukinds)):
+        bad = [b for b in blocks if b not in known]
+        if bad:
+            raise ConfigError(f"{path}: {key} has {bad}, which ppddpm's UNet cannot express; "
+                              f"supported: {sorted(known)}")
+    if len(down) != len(up):
+        raise ConfigError(f"{path}: down_block_types has {len(down)} levels and "
+                          f"up_block_types {len(up)}; they must mirror each other")
     levels = [i for i, b in enumerate(down) if kinds[b]]
     if levels != [len(up) - 1 - k for k, b in enumerate(up) if ukinds[b]][::-1]:
         raise ConfigError(f"{path}: attention in down_block_types {down} and up_block_types "
@@ -103,8 +108,11 @@ def model_config_from_diffusers(cfg: dict, path: str = "config.json",
         raise ConfigError(f"{path}: _class_name is {cfg.get('_class_name')!r}, not UNet2DModel")
     wrong = {k: cfg[k] for k, ok in _REQUIRED.items() if cfg.get(k, ok[0]) not in ok}
     if wrong:
-        raise ConfigError(f"{path}: settings the DDPM UNet cannot reproduce: {wrong}; "
-                          f"supported values: { {k: _REQUIRED[k] for k in wrong} }")
+        k = next(iter(wrong))
+        others = ", ".join(f"{o}={wrong[o]!r}" for o in list(wrong)[1:])
+        raise ConfigError(f"{path}: {k}={wrong[k]!r} cannot be expressed by ppddpm's UNet "
+                          f"(supported: {list(_REQUIRED[k])})"
+                          + (f"; also unsupported: {others}" if others else ""))
     chans = [int(c) for c in cfg.get("block_out_channels", (224, 448, 672, 896))]
     ch = chans[0]
     if any(c % ch for c in chans):
@@ -118,12 +126,22 @@ def model_config_from_diffusers(cfg: dict, path: str = "config.json",
         size = size[0]
     levels = _attn_levels(list(cfg.get("down_block_types", _DEFAULT_DOWN)),
                           list(cfg.get("up_block_types", _DEFAULT_UP)), path)
-    for i in levels:   # ppddpm's attention is single-head (diffusers' default dim is 8)
-        head = cfg.get("attention_head_dim", 8)
-        if head is not None and int(head) != chans[i]:
-            raise ConfigError(f"{path}: attention_head_dim={head} means "
-                              f"{chans[i] // int(head)} heads at {chans[i]} channels; the DDPM "
-                              "UNet has single-head attention (attention_head_dim null)")
+    head = cfg.get("attention_head_dim", 8)   # head width; null: one head per block
+    head = -1 if head is None else int(head)
+    for c in [chans[i] for i in levels] + [chans[-1]]:   # the attention levels and the middle
+        if head > 0 and c % head:
+            raise ConfigError(f"{path}: attention_head_dim={head} does not divide the {c} "
+                              "channels of an attention block")
+    if head > 0 and all(c == head for c in [chans[i] for i in levels] + [chans[-1]]):
+        head = -1                       # one head of all channels: the official attention
+    scale_shift = cfg.get("resnet_time_scale_shift", "default") == "scale_shift"
+    groups = int(cfg.get("norm_num_groups", 32))
+    attn_groups = cfg.get("attn_norm_num_groups")
+    if attn_groups is not None and int(attn_groups) != groups:
+        raise ConfigError(f"{path}: attn_norm_num_groups={attn_groups} differs from "
+                          f"norm_num_groups={groups}; ppddpm's UNet has one group count")
+    # diffusers' middle attention has no GroupNorm with scale-shift unless attn_norm_num_groups
+    mid_attn_norm = not scale_shift or attn_groups is not None
     temb_dim = cfg.get("time_embedding_dim")
     if temb_dim is not None and int(temb_dim) != 4 * ch:
         raise ConfigError(f"{path}: time_embedding_dim={temb_dim}, the DDPM UNet uses 4*ch={4 * ch}")
@@ -138,8 +156,10 @@ def model_config_from_diffusers(cfg: dict, path: str = "config.json",
         dropout=float(cfg.get("dropout", 0.0)), in_channels=int(cfg.get("in_channels", 3)),
         out_channels=out // 2 if learn_sigma else out, resolution=int(size),
         learn_sigma=learn_sigma, num_classes=int(ncls) if ncls is not None else None,
-        norm_groups=int(cfg.get("norm_num_groups", 32)), norm_eps=float(cfg.get("norm_eps", 1e-5)),
-        time_freq_shift=float(cfg.get("freq_shift", 0)))
+        norm_groups=groups, norm_eps=float(cfg.get("norm_eps", 1e-5)),
+        time_freq_shift=float(cfg.get("freq_shift", 0)),
+        downsample_padding=int(cfg.get("downsample_padding", 1)), num_head_channels=head,
+        use_scale_shift_norm=scale_shift, mid_attn_norm=mid_attn_norm)
 
 
 _SCHEDULES = {"linear": "linear", "scaled_linear": "quad", "squaredcos_cap_v2": "cosine",

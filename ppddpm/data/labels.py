@@ -70,12 +70,24 @@ def parse_class_label(spec: str, num_classes: int,
 
 
 def sampling_classes(sample_cfg: SampleConfig, file_cfg: Config,
-                     source: str = "the weights file") -> Optional[List[int]]:
+                     source: str = "the weights file",
+                     classifier_cfg: Optional[Config] = None) -> Optional[List[int]]:
     """The class ids ``sample.class_label`` asks of the model ``file_cfg`` describes, or None
-    (no label: an unconditional model, or a conditional one's "no label" branch)."""
+    (no label: an unconditional model, or a conditional one's "no label" branch; with a
+    classifier ``classifier_cfg``: random classes, see ``random_labels``). With classifier
+    guidance the classes are the classifier's, named as either file names them."""
     spec, num_classes = sample_cfg.class_label, file_cfg.model.num_classes
+    names = file_cfg.data.class_names
+    if classifier_cfg is not None:
+        if sample_cfg.guidance_scale and num_classes is None:
+            raise ConfigError(f"--guidance_scale {sample_cfg.guidance_scale:g} (classifier-free "
+                              f"guidance) needs a class-conditional model, but {source} is "
+                              "unconditional; drop it (the classifier's pull is "
+                              "--classifier_scale)")
+        num_classes = classifier_cfg.model.num_classes
+        names = names or classifier_cfg.data.class_names
     if spec is None or not str(spec).strip():
-        if sample_cfg.guidance_scale:
+        if sample_cfg.guidance_scale and classifier_cfg is None:
             raise ConfigError(f"--guidance_scale {sample_cfg.guidance_scale:g} needs "
                               "--class_label (the classes to guide towards)")
         return None
@@ -83,7 +95,14 @@ def sampling_classes(sample_cfg: SampleConfig, file_cfg: Config,
         raise ConfigError(f"--class_label {spec} needs a class-conditional model, but {source} "
                           "was trained without labels (model.num_classes is null); drop "
                           "--class_label, or train with --conditional True")
-    return parse_class_label(spec, num_classes, file_cfg.data.class_names)
+    return parse_class_label(spec, num_classes, names)
+
+
+def random_labels(seed: int, num_images: int, num_classes: int) -> np.ndarray:
+    """Random classes for classifier guidance without ``--class_label`` (as guided-diffusion's
+    classifier_sample.py draws them): one per image of the run from the sampling seed, so
+    every rank of a distributed run draws the same list and takes its share."""
+    return np.random.default_rng([int(seed), 0x636c73]).integers(0, num_classes, num_images)
 
 
 def grid_labels(classes: Sequence[int], num_images: int, rows: int, cols: int) -> np.ndarray:

@@ -110,9 +110,11 @@ def run_resumable(folder: str, meta: dict, n: int, batch: int,
     return out
 
 
-def sampling_meta(pretrained_path: str, sampler_desc: str, s, shape, classes=None) -> dict:
+def sampling_meta(pretrained_path: str, sampler_desc: str, s, shape, classes=None,
+                  classifier=None) -> dict:
     """The settings that make samples of a ``.partial`` folder the same images: the weights
-    file, the sampler and ``s`` (a SampleConfig), the shape and the classes."""
+    file, the sampler and ``s`` (a SampleConfig), the shape, the classes and the guiding
+    classifier."""
     meta = {"pretrained_path": os.path.abspath(pretrained_path),
             "pretrained_bytes": os.path.getsize(pretrained_path), "sampler": sampler_desc,
             "respacing": s.respacing, "skip": s.skip if s.sampler == "ddim" else None,
@@ -121,21 +123,27 @@ def sampling_meta(pretrained_path: str, sampler_desc: str, s, shape, classes=Non
         meta.update(classes=classes, guidance_scale=s.guidance_scale)
     if s.spacing is not None:   # (absent otherwise, so earlier finished evals stay valid)
         meta["spacing"] = s.spacing
+    if classifier is not None:   # (absent otherwise, likewise)
+        meta.update(classifier_path=os.path.abspath(s.classifier_path),
+                    classifier_bytes=os.path.getsize(s.classifier_path),
+                    classifier_scale=classifier.scale)
     return meta
 
 
 def generate_resumable(model, sampler, n: int, shape, batch: int, seed: int, folder: str,
                        meta: dict, progress: bool = True, labels=None,
-                       guidance_scale: float = 0.0, desc: str = "images",
+                       guidance_scale: float = 0.0, classifier=None, desc: str = "images",
                        step_progress: bool = False,
                        on_batch: Optional[Callable[[int, np.ndarray], None]] = None
                        ) -> Optional[np.ndarray]:
     """All n images as uint8 NHWC on rank 0 (None on the other ranks), resuming from the
-    chunks already in ``folder``; image i of a conditional model has class ``labels[i]``.
+    chunks already in ``folder``; image i of a conditional model has class ``labels[i]`` (the
+    class ``classifier`` guidance pulls it towards, when given).
     ``step_progress``: a bar over each batch's sampling steps; ``on_batch(start, images)``
     runs on each new batch once it is drawn (e.g. to write its PNGs at once)."""
     def compute(a: int, b: int) -> np.ndarray:
-        guide = {} if labels is None else dict(labels=labels[a:b], guidance_scale=guidance_scale)
+        guide = {} if labels is None else dict(labels=labels[a:b], guidance_scale=guidance_scale,
+                                               classifier=classifier)
         images = batched.generate(model, sampler, b - a, shape, b - a, seed=seed,
                                   index_offset=a, progress=step_progress, **guide)
         if on_batch is not None:

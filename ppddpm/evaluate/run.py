@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from ..config import Config, ConfigError, ModelConfig
-from ..data.labels import balanced_labels, sampling_classes
+from ..data.labels import balanced_labels, random_labels, sampling_classes
 from ..errors import CheckpointError
 from ..io.files import atomic_write
 from ..pipeline import prepare_sampling
@@ -79,9 +79,12 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
     model, sampler, shape = setup.model, setup.sampler, setup.shape
     n, batch, s = opts.num_samples, cfg.sample.batchsize or cfg.train.batchsize, cfg.sample
     desc = sampler_description(sampler)
-    classes = sampling_classes(s, setup.file_config, opts.pretrained_path)
+    classes = sampling_classes(s, setup.file_config, opts.pretrained_path,
+                               setup.classifier_config)
     labels = None if classes is None else balanced_labels(classes, n)   # class-balanced
-    meta = sampling_meta(opts.pretrained_path, desc, s, shape, classes)
+    if labels is None and setup.classifier is not None:   # classifier guidance, random classes
+        labels = random_labels(s.seed, n, setup.classifier_config.model.num_classes)
+    meta = sampling_meta(opts.pretrained_path, desc, s, shape, classes, setup.classifier)
     base = os.path.join(s.sample_dir, f"{s.sample_postfix}_eval")
     path = f"{base}{n}.npz"
     info = {"checkpoint": opts.pretrained_path,
@@ -90,6 +93,8 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
             "samples": path}
     if classes is not None:
         info.update(class_labels=classes, guidance_scale=s.guidance_scale)
+    if setup.classifier is not None:
+        info.update(classifier_path=s.classifier_path, classifier_scale=setup.classifier.scale)
     images = _finished_samples(path, meta)
     if images is not None:
         say(f"eval: reusing {path} ({n} samples of these settings)", opts.quiet)
@@ -97,7 +102,8 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
     say(f"eval: {n} samples from {opts.pretrained_path} with {desc}, batch {batch}", opts.quiet)
     images = generate_resumable(model, sampler, n, shape, batch, s.seed, base + ".partial",
                                 meta, progress=not opts.quiet, labels=labels,
-                                guidance_scale=s.guidance_scale, desc="eval samples")
+                                guidance_scale=s.guidance_scale, classifier=setup.classifier,
+                                desc="eval samples")
     if images is None:
         return None, info
     text = json.dumps(meta, sort_keys=True)
@@ -265,6 +271,9 @@ def run_bpd(opts: EvalOptions, cfg: Config) -> None:
     """The bound of every test image (up to --num_samples), resumable and distributed."""
     if not opts.pretrained_path:
         raise CheckpointError("--metrics bpd needs --pretrained_path (the model to evaluate)")
+    if cfg.sample.classifier_path:
+        raise ConfigError("--classifier_path (classifier guidance) steers sampling; --metrics "
+                          "bpd bounds the model's own likelihood: drop one of them")
     setup = _sampling_setup(opts, cfg)
     model, sampler = setup.model, setup.sampler
     evaluate_bpd(model, sampler.diffusion, cfg, opts.pretrained_path, opts.num_samples,

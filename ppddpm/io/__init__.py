@@ -1,2 +1,2 @@
-"""Files: atomic writes, the allow-list unpickler, Paddle and safetensors weight files, images
+"""Files: atomic writes, the allow-list unpickler, Paddle, PyTorch (read without it) and safetensors weight files, images
 and grids. Everything written to disk goes through here, atomically."""

@@ -111,14 +111,19 @@ class ResBlock(nn.Layer):
     h = conv1(swish(norm1(x))) + temb_proj(swish(temb))
     h = conv2(dropout(swish(norm2(h))))          conv2 zero-initialised
     out = shortcut(x) + h                         1x1 shortcut when channels change
+
+    ``scale_shift`` (AdaGN, Improved DDPM / ADM's use_scale_shift_norm, diffusers'
+    resnet_time_scale_shift "scale_shift"): temb_proj gives 2 out_ch values (scale, shift)
+    and h = conv2(dropout(swish(norm2(conv1(...)) * (1 + scale) + shift))).
     """
 
     def __init__(self, in_ch: int, out_ch: int, temb_ch: int, dropout: float = 0.0,
-                 groups: int = 32, eps: float = 1e-6):
+                 groups: int = 32, eps: float = 1e-6, scale_shift: bool = False):
         super().__init__()
+        self.scale_shift = bool(scale_shift)
         self.norm1 = group_norm(in_ch, groups, eps)
         self.conv1 = conv3x3(in_ch, out_ch)
-        self.temb_proj = linear(temb_ch, out_ch)
+        self.temb_proj = linear(temb_ch, out_ch * (2 if self.scale_shift else 1))
         self.norm2 = group_norm(out_ch, groups, eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = conv3x3(out_ch, out_ch, zero=True)
@@ -128,8 +133,12 @@ class ResBlock(nn.Layer):
         """temb_act = swish(temb), computed once by the network: exported, several
         swish(temb) of one tensor are run in place by Paddle 3.3's inplace_pass."""
         h = self.conv1(swish(self.norm1(x)))
-        h = h + self.temb_proj(temb_act).unsqueeze([2, 3])
-        h = self.conv2(self.dropout(swish(self.norm2(h))))
+        if self.scale_shift:
+            scale, shift = paddle.chunk(self.temb_proj(temb_act).unsqueeze([2, 3]), 2, axis=1)
+            h = self.norm2(h) * (1.0 + scale) + shift
+        else:
+            h = self.norm2(h + self.temb_proj(temb_act).unsqueeze([2, 3]))
+        h = self.conv2(self.dropout(swish(h)))
         # fresh tensor first, defensively: x is also a UNet skip, and Paddle 3.3's inference
         # inplace_pass has been seen to overwrite tensors still in use (timestep_embedding).
         return h + (self.shortcut(x) if self.shortcut is not None else x)
@@ -152,25 +161,34 @@ def sdpa_available() -> bool:
 
 
 class AttnBlock(nn.Layer):
-    """Single-head self-attention over the H*W positions (official attn_block):
+    """Self-attention over the H*W positions (official attn_block, single head):
 
     q, k, v = Linear(norm(x));  h = softmax(q k^T / sqrt(C)) v;  out = x + proj_out(h)
     proj_out zero-initialised. ``use_sdpa`` None picks the fused kernel when available.
+    ``head_channels`` > 0 splits q, k, v into C / head_channels heads of that width, each
+    scaled by 1/sqrt(head_channels) (diffusers' attention_head_dim); ``norm=False`` drops
+    the GroupNorm (diffusers' mid-block attention with scale-shift and no
+    attn_norm_num_groups).
     """
 
     def __init__(self, ch: int, groups: int = 32, eps: float = 1e-6,
-                 use_sdpa: Optional[bool] = None):
+                 use_sdpa: Optional[bool] = None, head_channels: int = -1, norm: bool = True):
         super().__init__()
         self.ch = ch
-        self.norm = group_norm(ch, groups, eps)
+        if head_channels > 0 and ch % head_channels:
+            raise ValueError(f"{ch} channels do not split into heads of {head_channels}")
+        self.heads = ch // head_channels if head_channels > 0 else 1
+        self.norm = group_norm(ch, groups, eps) if norm else None
         self.qkv = linear(ch, 3 * ch)
         self.proj_out = linear(ch, ch, zero=True)
         self.use_sdpa = sdpa_available() if use_sdpa is None else use_sdpa
 
     def forward(self, x):
-        h = self.norm(x).flatten(2).transpose([0, 2, 1])          # [B, HW, C]
-        q, k, v = paddle.split(self.qkv(h), 3, axis=-1)
-        if self.use_sdpa:
+        h = (self.norm(x) if self.norm is not None else x).flatten(2).transpose([0, 2, 1])
+        q, k, v = paddle.split(self.qkv(h), 3, axis=-1)               # [B, HW, C] each
+        if self.heads > 1:
+            h = self._multi_head(q, k, v)
+        elif self.use_sdpa:
             h = F.scaled_dot_product_attention(
                 q.unsqueeze(2), k.unsqueeze(2), v.unsqueeze(2), training=False).squeeze(2)
         else:
@@ -179,14 +197,28 @@ class AttnBlock(nn.Layer):
         h = self.proj_out(h).transpose([0, 2, 1]).reshape(paddle.shape(x))  # H, W may be dynamic
         return h + x   # fresh tensor first (see ResBlock.forward)
 
+    def _multi_head(self, q, k, v):
+        d = self.ch // self.heads
+        q, k, v = (a.reshape([0, 0, self.heads, d]) for a in (q, k, v))   # [B, HW, heads, d]
+        if self.use_sdpa:
+            h = F.scaled_dot_product_attention(q, k, v, training=False)
+        else:
+            q, k, v = (a.transpose([0, 2, 1, 3]) for a in (q, k, v))      # [B, heads, HW, d]
+            w = paddle.matmul(q, k, transpose_y=True) * (float(d) ** -0.5)
+            h = paddle.matmul(F.softmax(w, axis=-1), v).transpose([0, 2, 1, 3])
+        return h.reshape([0, 0, self.ch])
+
 
 class Downsample(nn.Layer):
     """Strided 3x3 conv. TF 'SAME' padding for stride 2 on even sizes pads 0 before and
-    1 after (as diffusers' Downsample2D with padding=0 does with F.pad(x, (0,1,0,1)))."""
+    1 after (as diffusers' Downsample2D with padding=0 does with F.pad(x, (0,1,0,1)));
+    ``padding=1`` pads one on every side (diffusers' default downsample_padding=1)."""
 
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, padding: int = 0):
         super().__init__()
-        self.conv = conv3x3(ch, ch, stride=2, padding=[0, 1, 0, 1])
+        if padding not in (0, 1):
+            raise ValueError(f"downsample padding must be 0 or 1, got {padding}")
+        self.conv = conv3x3(ch, ch, stride=2, padding=[0, 1, 0, 1] if padding == 0 else 1)
 
     def forward(self, x):
         return self.conv(x)

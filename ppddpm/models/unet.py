@@ -60,6 +60,9 @@ class UNet(nn.Layer):
         check_common(cfg, "arch 'unet'")
         ch, mult, nres = cfg.ch, list(cfg.ch_mult), cfg.num_res_blocks
         groups, eps = getattr(cfg, "norm_groups", 32), getattr(cfg, "norm_eps", 1e-6)
+        scale_shift = bool(getattr(cfg, "use_scale_shift_norm", False))
+        head_ch = int(getattr(cfg, "num_head_channels", -1))
+        pad = int(getattr(cfg, "downsample_padding", 0))
         self.ch = ch
         self.freq_shift = float(getattr(cfg, "time_freq_shift", 1.0))
         self.num_classes = cfg.num_classes
@@ -70,10 +73,14 @@ class UNet(nn.Layer):
             self.label_emb = nn.Embedding(cfg.num_classes + 1, temb_ch)
 
         def res(cin, cout):
-            return ResBlock(cin, cout, temb_ch, cfg.dropout, groups, eps)
+            return ResBlock(cin, cout, temb_ch, cfg.dropout, groups, eps, scale_shift)
 
-        def attn(c):
-            return AttnBlock(c, groups, eps)
+        def attn(c, norm=True):
+            if head_ch > 0 and c % head_ch:
+                raise ConfigError(f"model.num_head_channels={head_ch} does not divide the {c} "
+                                  "channels of an attention level; use a divisor, or -1 for "
+                                  "one head")
+            return AttnBlock(c, groups, eps, head_channels=head_ch, norm=norm)
 
         self.conv_in = conv3x3(cfg.in_channels, ch)
         attn_res = set(cfg.attn_resolutions or [])
@@ -88,12 +95,13 @@ class UNet(nn.Layer):
                     attns.append(attn(cur))
                 skips.append(cur)
             last = i == len(mult) - 1
-            self.down.append(_Level(blocks, attns, None if last else ("downsample", Downsample(cur))))
+            self.down.append(_Level(blocks, attns, None if last else ("downsample", Downsample(cur, pad))))
             if not last:
                 skips.append(cur)
                 res_now //= 2
         self.mid = nn.Layer()
-        self.mid.block_1, self.mid.attn_1, self.mid.block_2 = res(cur, cur), attn(cur), res(cur, cur)
+        self.mid.block_1, self.mid.attn_1, self.mid.block_2 = \
+            res(cur, cur), attn(cur, norm=bool(getattr(cfg, "mid_attn_norm", True))), res(cur, cur)
 
         ups = []
         for i in reversed(range(len(mult))):

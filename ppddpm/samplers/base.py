@@ -12,7 +12,7 @@ import paddle
 from tqdm.auto import tqdm
 
 from ..diffusion import GaussianDiffusion
-from .guidance import with_labels
+from .classifier_guidance import ClassifierGuidance, guided_model
 from .noise import NoiseStream
 
 
@@ -53,7 +53,8 @@ class Sampler:
 
     def progressive(self, model, shape: Sequence[int], every: int = 1, seed: int = 0,
                     index_offset: int = 0, noise: Optional[paddle.Tensor] = None,
-                    progress: bool = False, y=None, guidance_scale: float = 0.0) -> Iterator[dict]:
+                    progress: bool = False, y=None, guidance_scale: float = 0.0,
+                    classifier: Optional[ClassifierGuidance] = None) -> Iterator[dict]:
         """Yield {"t", "x", "pred_x0"} every ``every`` steps and after the last step.
 
         ``x`` is x_{t_prev} after the step, in [-1, 1] model space; image ``i`` of the batch is
@@ -61,12 +62,13 @@ class Sampler:
         ``noise``, if given, replaces x_T (the per-step noise still comes from the stream).
         ``y``: class labels of the batch (a conditional model), sampled with classifier-free
         guidance of scale ``guidance_scale`` (ppddpm.guidance; 0: the conditional model).
+        ``classifier``: classifier guidance towards the classes ``y`` (classifier_guidance.py).
         """
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self.reset()
         N = int(shape[0])
-        model = with_labels(model, y, guidance_scale)   # every step calls model(x, t)
+        model = guided_model(model, y, guidance_scale, classifier)   # steps call model(x, t)
         # Step i reads draw i + 1 of each image's stream (draw 0 is x_T), as long as any
         # step from i on reads noise; after the last such step nothing more is drawn.
         last_noisy = max((i for i, (t, t_prev) in enumerate(self.steps)
@@ -89,12 +91,13 @@ class Sampler:
 
     def sample(self, model, shape: Sequence[int], seed: int = 0, index_offset: int = 0,
                noise: Optional[paddle.Tensor] = None, progress: bool = True, y=None,
-               guidance_scale: float = 0.0) -> paddle.Tensor:
-        """Draw a batch; returns the final x_0 in [-1, 1]. ``y``/``guidance_scale``: see
-        ``progressive``."""
+               guidance_scale: float = 0.0,
+               classifier: Optional[ClassifierGuidance] = None) -> paddle.Tensor:
+        """Draw a batch; returns the final x_0 in [-1, 1]. ``y``/``guidance_scale``/
+        ``classifier``: see ``progressive``."""
         last = None
         for last in self.progressive(model, shape, every=len(self.steps), seed=seed,
                                      index_offset=index_offset, noise=noise, progress=progress,
-                                     y=y, guidance_scale=guidance_scale):
+                                     y=y, guidance_scale=guidance_scale, classifier=classifier):
             pass
         return last["x"]

@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 
 from ..io.images import to_uint8
 from .base import Sampler
+from .classifier_guidance import ClassifierGuidance
 
 
 def image_shape(model_cfg) -> List[int]:
@@ -21,11 +22,13 @@ def _batch_labels(labels, start: int, n: int):
 
 def generate(model, sampler: Sampler, num_images: int, shape: Sequence[int], batch_size: int,
              seed: int = 0, index_offset: int = 0, progress: bool = True,
-             labels: Optional[Sequence[int]] = None, guidance_scale: float = 0.0) -> np.ndarray:
+             labels: Optional[Sequence[int]] = None, guidance_scale: float = 0.0,
+             classifier: Optional[ClassifierGuidance] = None) -> np.ndarray:
     """Draw ``num_images`` images in batches; returns uint8 NHWC.
 
     Image i always gets the noise of (seed, index_offset + i), whatever the batch size, and
-    the class ``labels[i]`` (a conditional model; guided when ``guidance_scale`` != 0).
+    the class ``labels[i]`` (a conditional model; guided when ``guidance_scale`` != 0;
+    towards it by ``classifier`` guidance when given).
     """
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
@@ -37,7 +40,8 @@ def generate(model, sampler: Sampler, num_images: int, shape: Sequence[int], bat
         n = min(batch_size, num_images - start)
         x = sampler.sample(model, [n] + list(shape), seed=seed,
                            index_offset=index_offset + start, progress=progress,
-                           y=_batch_labels(labels, start, n), guidance_scale=guidance_scale)
+                           y=_batch_labels(labels, start, n), guidance_scale=guidance_scale,
+                           classifier=classifier)
         out.append(to_uint8(x))
         bar.update(n)
     bar.close()
@@ -52,9 +56,10 @@ def default_sequence_every(sampler: Sampler) -> int:
 def generate_sequence(model, sampler: Sampler, num_images: int, shape: Sequence[int],
                       batch_size: int, every: Optional[int] = None, seed: int = 0,
                       progress: bool = True, labels: Optional[Sequence[int]] = None,
-                      guidance_scale: float = 0.0):
+                      guidance_scale: float = 0.0,
+                      classifier: Optional[ClassifierGuidance] = None):
     """Progressive generation: (pred_x0 frames, x_t frames), each a list over time of uint8
-    NHWC; ``labels``/``guidance_scale`` as in ``generate``."""
+    NHWC; ``labels``/``guidance_scale``/``classifier`` as in ``generate``."""
     every = every or default_sequence_every(sampler)
     x0_frames: List[List[np.ndarray]] = []
     xt_frames: List[List[np.ndarray]] = []
@@ -65,7 +70,8 @@ def generate_sequence(model, sampler: Sampler, num_images: int, shape: Sequence[
                                                       seed=seed, index_offset=start,
                                                       progress=progress,
                                                       y=_batch_labels(labels, start, n),
-                                                      guidance_scale=guidance_scale)):
+                                                      guidance_scale=guidance_scale,
+                                                      classifier=classifier)):
             x0_b.append(to_uint8(frame["pred_x0"]))
             xt_b.append(to_uint8(frame["x"]))
         x0_frames.append(x0_b)

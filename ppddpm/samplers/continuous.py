@@ -16,6 +16,7 @@ import numpy as np
 import paddle
 
 from ..diffusion import MeanType
+from .classifier_guidance import classifier_gradient
 
 
 class LogSNRTable:
@@ -47,6 +48,9 @@ def model_predictions(diffusion, model, x, t: int, clip_denoised: bool, clipped_
     model's own noise prediction (for x0 and xprev models: the one implied by the raw,
     unclipped x0), unless ``clipped_eps``, which re-derives it from the clipped x0 as
     improved-diffusion's DDIM does. With learned variances only the mean part is used.
+    A classifier-guided ``model`` (classifier_guidance.py) has its eps replaced by
+    eps - sqrt(1 - abar_t) g and x0 re-derived from it (Dhariwal & Nichol Alg. 2), before
+    the clipping.
     """
     t_vec = paddle.full([x.shape[0]], t, dtype="int64")
     out = diffusion.p_mean_variance(model, x, t_vec, clip_denoised=False,
@@ -56,6 +60,10 @@ def model_predictions(diffusion, model, x, t: int, clip_denoised: bool, clipped_
         eps = out["model_output"]
     else:
         eps = diffusion.predict_eps_from_x0(x, t_vec, x0)
+    grad = classifier_gradient(model, diffusion, x, t_vec)
+    if grad is not None:
+        eps = eps - float(diffusion.sqrt_one_minus_alphas_cumprod[t]) * grad
+        x0 = diffusion.predict_x0_from_eps(x, t_vec, eps)
     if clip_denoised:
         lo, hi = getattr(model, "data_range", (-1.0, 1.0))
         x0 = x0.clip(lo, hi)

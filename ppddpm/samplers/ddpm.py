@@ -5,6 +5,7 @@ import paddle
 
 from ..diffusion import GaussianDiffusion
 from .base import Sampler
+from .classifier_guidance import classifier_gradient
 
 
 class DDPMSampler(Sampler):
@@ -27,6 +28,10 @@ class DDPMSampler(Sampler):
         t_vec = paddle.full([x.shape[0]], t, dtype="int64")
         out = self.diffusion.p_mean_variance(model, x, t_vec, clip_denoised=self.clip_denoised,
                                              model_kwargs=self.model_kwargs)
+        mean = out["mean"]
+        grad = classifier_gradient(model, self.diffusion, x, t_vec)
+        if grad is not None:   # classifier guidance, Dhariwal & Nichol Alg. 1: mu + Sigma g
+            mean = mean + out["variance"] * grad
         if t_prev < 0:  # t == 0: return the mean (eq. 11 with z = 0)
-            return out["mean"], out["pred_x0"]
-        return out["mean"] + paddle.exp(0.5 * out["log_variance"]) * noise, out["pred_x0"]
+            return mean, out["pred_x0"]
+        return mean + paddle.exp(0.5 * out["log_variance"]) * noise, out["pred_x0"]

@@ -12,6 +12,9 @@ In both, a tensor is ``torch._utils._rebuild_tensor_v2(storage, offset, size, st
 Security and scope: the unpickler resolves only the handful of globals a state dict needs
 (OrderedDict, the tensor/parameter rebuilders, the storage types). Anything else, such as a
 whole pickled ``nn.Module``, is refused with a message saying to save ``model.state_dict()``.
+``read_pth`` wants a flat state dict; ``read_torch_checkpoint`` also takes the training
+checkpoints that nest state dicts in plain lists and dicts (with optimizer states and
+counters), as DDIM's ``ckpt.pth`` does.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from ...errors import CheckpointError
+from ..errors import CheckpointError
 
 # torch storage class name -> numpy dtype ("bfloat16" is widened to float32 below).
 STORAGE_DTYPES = {
@@ -189,12 +192,7 @@ def _load_legacy(path: str) -> Tuple[object, Dict[str, _Storage]]:
     return obj, storages
 
 
-def read_pth(path: str) -> "collections.OrderedDict[str, np.ndarray]":
-    """Load a PyTorch state dict file as ``{name: numpy array}`` (native byte order).
-
-    Raises PthError (a CheckpointError) naming the file and the fix when the file is
-    missing, corrupt, or holds anything other than a flat mapping of names to tensors.
-    """
+def _load_any(path: str):
     if not os.path.isfile(path):
         raise PthError(f"{path} does not exist")
     try:
@@ -205,6 +203,36 @@ def read_pth(path: str) -> "collections.OrderedDict[str, np.ndarray]":
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
             IndexError, KeyError, AttributeError, struct.error, OSError) as exc:
         raise PthError(f"{path} is corrupt or not a PyTorch file ({type(exc).__name__}: {exc})") from None
+    return obj
+
+
+def _materialise(obj):
+    if isinstance(obj, _TensorRef):
+        return obj.to_numpy()
+    if isinstance(obj, dict):
+        out = collections.OrderedDict() if isinstance(obj, collections.OrderedDict) else {}
+        for k, v in obj.items():
+            out[k] = _materialise(v)
+        return out
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_materialise(v) for v in obj)
+    return obj
+
+
+def read_torch_checkpoint(path: str):
+    """Load a PyTorch file of state dicts nested in plain dicts, lists and tuples (with
+    numbers, strings, optimizer states) as the same structure with numpy arrays; through
+    the same allow-list unpickler as ``read_pth``."""
+    return _materialise(_load_any(path))
+
+
+def read_pth(path: str) -> "collections.OrderedDict[str, np.ndarray]":
+    """Load a PyTorch state dict file as ``{name: numpy array}`` (native byte order).
+
+    Raises PthError (a CheckpointError) naming the file and the fix when the file is
+    missing, corrupt, or holds anything other than a flat mapping of names to tensors.
+    """
+    obj = _load_any(path)
     if isinstance(obj, _TensorRef) or not isinstance(obj, dict):
         kind = "a single tensor" if isinstance(obj, _TensorRef) else f"a {type(obj).__name__}"
         raise PthError(f"{path} holds {kind}, not a state dict (a mapping of "
