@@ -68,7 +68,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
                    help="convert: write the EMA weights (False writes the raw weights)")
     p.add_argument("--loss_type", default=None,
                    help="noisepred (the original's name: eps prediction, L_simple) | mse | kl | hybrid")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", type=bool_flag, nargs="?", const=True, default=False,
+                   help="no progress bars or progress lines, no status lines (a bare --quiet "
+                        "means true)")
     p.add_argument("--engine", choices=ENGINE_KINDS, default="auto",
                    help="denoise: run the network by ONNX Runtime (needs pip install "
                         "\"ppddpm[onnx]\"), the Paddle Inference predictor (both exported once, "

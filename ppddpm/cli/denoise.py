@@ -13,7 +13,7 @@ from ..io.grid_output import SamplePaths, grid_layout, maybe_grey, sample_paths,
 from ..io.images import save_grid, save_individual, save_npz, save_sequence
 from ..pipeline import SamplingSetup, prepare_sampling
 from ..runtime import dist
-from ..runtime.progress import bars_wanted, note, say
+from ..runtime.progress import note, say
 from ..samplers import generate, generate_sequence, sampler_description
 from ..toy.output import run_toy_denoise
 from .args import was_given
@@ -43,7 +43,7 @@ def run_denoise(args, cfg: Config) -> None:
     if list(setup.shape) == [2, 1, 1]:  # 2-D points (toy sets): scatter, GIF and quality JSON
         return run_toy_denoise(cfg, setup.model, setup.sampler, lambda m: say(m, args.quiet),
                                args.pretrained_path, sequence=bool(args.sequence),
-                               save_path=args.save_path, progress=bars_wanted(args.quiet),
+                               save_path=args.save_path, progress=not args.quiet,
                                show=args.show, save_npz=args.save_npz, labels=plan.labels,
                                guidance_scale=cfg.sample.guidance_scale)
     if args.sequence:
@@ -91,7 +91,7 @@ def write_sequence(args, cfg: Config, plan: DenoisePlan) -> None:
     x0_frames, xt_frames = generate_sequence(
         setup.model, setup.sampler, plan.num_images, setup.shape, plan.batch,
         every=args.sequence_every or cfg.sample.sequence_every, seed=cfg.sample.seed,
-        progress=bars_wanted(args.quiet), labels=plan.labels,
+        progress=not args.quiet, labels=plan.labels,
         guidance_scale=cfg.sample.guidance_scale)
     png, gif = plan.paths.sequence, plan.paths.gif
     save_sequence([maybe_grey(f, args.to_grayscale) for f in x0_frames], png)
@@ -110,7 +110,7 @@ def draw_images(args, cfg: Config, plan: DenoisePlan) -> Optional[np.ndarray]:
     setup = plan.setup
     mine = generate(setup.model, setup.sampler, stop - start, setup.shape, plan.batch,
                     seed=cfg.sample.seed, index_offset=start,
-                    progress=bars_wanted(args.quiet) and dist.is_main(),
+                    progress=not args.quiet and dist.is_main(),
                     labels=None if plan.labels is None else plan.labels[start:stop],
                     guidance_scale=cfg.sample.guidance_scale)
     images = dist.gather_to_main(mine, plan.num_images)

@@ -55,6 +55,7 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
     and a one-line message, without a traceback. ``process_exits``: the process ends after
     this call (the run scripts), so stop signals arriving then are ignored instead of
     killing it with its files already in order (other ranks' launchers send them late)."""
+    route_warnings_through_bars()   # ppddpm's warnings as one line each, from the start
     args = parse_command_line(description, default_config, preset, default_mode, argv)
     mode = args.mode or default_mode
     if mode == "train" and args.resume:

@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..io.images import to_uint8
+from ..runtime.progress import progress as progress_display
 from .base import Sampler
 
 
@@ -30,7 +30,7 @@ def generate(model, sampler: Sampler, num_images: int, shape: Sequence[int], bat
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     out = [np.zeros([0] + list(shape[1:]) + [shape[0]], dtype=np.uint8)]  # NHWC, for n = 0
-    bar = tqdm(total=num_images, desc="images", unit="img", disable=not progress)
+    bar = progress_display(total=num_images, desc="images", unit="img", enabled=progress)
     for start in range(0, num_images, batch_size):
         n = min(batch_size, num_images - start)
         x = sampler.sample(model, [n] + list(shape), seed=seed,
