@@ -75,6 +75,9 @@ def test_help_shows_the_config_defaults(script, capsys, monkeypatch):
     if ddim:
         apply_overrides(cfg, ["sample.sampler=ddim"])
     cfg.sample.sample_postfix = cfg.sample.sample_postfix.replace("{sampler}", cfg.sample.sampler)
+    for section, key in (("train", "ckpt_dir"), ("train", "log_dir"), ("sample", "sample_dir")):
+        sub = getattr(cfg, section)   # "{dataset}" in a folder: the data set's name
+        setattr(sub, key, getattr(sub, key).replace("{dataset}", cfg.data.dataset))
     text = help_text(script, capsys, monkeypatch)
     blocks = option_blocks(text)
     actions = [a for a in build_parser("")._actions if a.dest != "help"]
