@@ -42,7 +42,7 @@ def option_blocks(text):
         if re.match(r"^  -", line):
             invocation, *first = re.split(r"\s{2,}", line.strip(), maxsplit=1)
             current = [invocation, first[0] if first else ""]
-            for flag in re.findall(r"(?:^|, )(--?\w+)", invocation):
+            for flag in re.findall(r"(?:^|, )(--?\w[\w-]*)", invocation):
                 blocks[flag] = current
         elif current is not None and line.startswith("   ") and line.strip():
             current[1] = (current[1] + " " + line.strip()).strip()
