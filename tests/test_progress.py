@@ -66,16 +66,17 @@ def test_plain_lines_keep_a_steady_interval_and_show_nested_displays_on_one_line
         outer.update(1)
     outer.close()
     lines = log.getvalue().splitlines()
-    # a line at the first step, then one every 10 s; the inner display leaves no last line
-    assert len(lines) == 11 and all(" | steps: " in l for l in lines[:10]), lines
-    assert lines[0] == "images: 0/4 img (0%), 0 img/s | steps: 1/100 step (1%), 4 step/s, 25s left"
-    assert lines[5] == "images: 2/4 img (50%), 25s/img, 50s left | steps: 1/100 step (1%), " \
-                       "4 step/s, 25s left"
+    # a line 10 s after a display starts and every 10 s after the last line; the inner display
+    # (leave=False) leaves no last line of its own
+    assert len(lines) == 9 and all(" | steps: " in l for l in lines[:8]), lines
+    assert lines[0] == "images: 0/4 img (0%), 0 img/s | steps: 40/100 step (40%), 4 step/s, 15s left"
+    assert lines[4] == "images: 2/4 img (50%), 30s/img, 1m 00s left | steps: 40/100 step (40%), " \
+                       "4 step/s, 15s left"
     assert lines[-1] == "images: 4/4 img in 1m 40s"
 
 
 def test_a_short_wait_prints_nothing_in_a_log(monkeypatch):
-    monkeypatch.setattr(progress_module, "_last_plain_line", [progress_module.time.monotonic()])
+    monkeypatch.setattr(progress_module, "_last_plain_line", [0.0])   # no line for long
     log = io.StringIO()
     list(progress(range(50), desc="quick", stream=log, interval=60))
     assert log.getvalue() == ""

@@ -6,8 +6,9 @@
 - ``progress(iterable, total, desc)`` is the one progress display of every wait (sampling,
   evaluation, bits/dim, downloads, image checks). On a terminal it is a tqdm bar; on any
   other stderr (a redirected log, a pipe) it prints a plain line (``desc: 120/1000 steps
-  (12%), 3.1 steps/s, 4m 40s left``) at most every ``PLAIN_INTERVAL`` seconds, shared by all
-  open displays, and a last line when a display that printed one ends. A log gets no
+  (12%), 3.1 steps/s, 4m 40s left``) every ``PLAIN_INTERVAL`` seconds, shared by all open
+  displays, and a last line when a display that printed one ends: a wait shorter than the
+  interval prints nothing. A log gets no
   carriage returns or escape codes. ``PPDDPM_PROGRESS_SECONDS`` sets the interval. When
   displays are nested (images, and the steps of each batch), one line shows them all,
   outermost first: ``images: 64/400 img (16%), ... | DDPMSampler: 500/1000 step (50%), ...``.
@@ -124,8 +125,8 @@ class PlainProgress:
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        now = time.monotonic()
-        if now - _last_plain_line[0] >= self.interval:
+        now = time.monotonic()   # a line when the interval has passed since the last line
+        if now - max(_last_plain_line[0], self.started) >= self.interval:   # and this start
             shown = [d for d in _open_plain if d.stream is self.stream] or [self]
             self._print(" | ".join(d.line(now) for d in shown))
             for d in shown:
