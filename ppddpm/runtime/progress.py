@@ -8,8 +8,8 @@
   other stderr (a redirected log, a pipe) it prints a plain line (``desc: 120/1000 steps
   (12%), 3.1 steps/s, 4m 40s left``) every ``PLAIN_INTERVAL`` seconds, shared by all open
   displays, and a last line when a display that printed one ends: a wait shorter than the
-  interval prints nothing. A log gets no
-  carriage returns or escape codes. ``PPDDPM_PROGRESS_SECONDS`` sets the interval. When
+  interval prints nothing. A log gets no carriage returns or escape codes.
+  ``PPDDPM_PROGRESS_SECONDS`` sets the interval. When
   displays are nested (images, and the steps of each batch), one line shows them all,
   outermost first: ``images: 64/400 img (16%), ... | DDPMSampler: 500/1000 step (50%), ...``.
 - ``bars_wanted`` says whether a tqdm bar would be drawn (stderr a terminal, not quiet).
