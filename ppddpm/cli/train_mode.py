@@ -27,8 +27,8 @@ from ..train.finite import first_non_finite
 from ..train.runlock import claim_run_folder
 from ..train.trainer import Trainer, find_resume_checkpoint
 from .args import explicit_settings
-from .rerun import refused_continue
 from .outputs import output_folders, prepare_output_dirs
+from .rerun import refused_continue
 from .resolve import resolve_config
 from .resume_config import check_resume_overrides
 
