@@ -107,6 +107,13 @@ def test_help_config_lists_every_key_with_its_default_and_range():
         assert after.startswith("      ") and len(after.strip()) > 10, key
 
 
+def test_an_abbreviated_help_config_lists_the_keys_too(capsys):
+    """argparse accepts --help-c; it must print the list, not start a run."""
+    with pytest.raises(SystemExit) as done:
+        parse_command_line("t", os.path.join(ROOT, "configs", "toy.yaml"), argv=["--help-c"])
+    assert done.value.code == 0 and "  model.arch = mlp   (text, one of" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv, quiet", [([], False), (["--quiet"], True), (["--quiet", "True"], True),
                                          (["--quiet", "false"], False), (["--quiet", "0"], False)])
 def test_quiet_takes_true_false_and_stays_a_bare_switch(argv, quiet):

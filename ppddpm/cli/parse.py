@@ -31,12 +31,12 @@ def parse_command_line(description: str, default_config: str, preset: Sequence[s
                        default_mode: str = "train",
                        argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
-    wants_help = asks_for_help(argv) or "--help-config" in argv
+    wants_help = asks_for_help(argv) or asks_for_config_help(argv)
     shown = shown_config(argv, default_config, preset) if wants_help else None
     parser = build_parser(describe_script(description, preset, default_mode))
     label = os.path.join(os.path.basename(os.path.dirname(default_config)),
                          os.path.basename(default_config))
-    if "--help-config" in argv:   # like --help: to stdout, status 0
+    if asks_for_config_help(argv):   # like --help: to stdout, status 0
         print(config_help(shown, label, parser.prog))
         parser.exit(0)
     parser.epilog = examples(parser.prog, shown, default_mode) if wants_help else None
@@ -50,6 +50,11 @@ def parse_command_line(description: str, default_config: str, preset: Sequence[s
 def asks_for_help(argv: Sequence[str]) -> bool:
     """-h, --help or an abbreviation of it (argparse accepts --he)."""
     return any(a == "-h" or (len(a) > 3 and "--help".startswith(a)) for a in argv)
+
+
+def asks_for_config_help(argv: Sequence[str]) -> bool:
+    """--help-config or an abbreviation of it (--help-c), which argparse would accept."""
+    return any(a.startswith("--help-") and "--help-config".startswith(a) for a in argv)
 
 
 def one_line_errors(parser: argparse.ArgumentParser) -> None:
