@@ -1,4 +1,4 @@
-"""DDPM on CelebA 64x64 (the DDIM paper's UNet and crop): train, resume, convert and sample. See --help."""
+"""DDPM on CelebA 64x64 (the DDIM paper's UNet and crop): train, resume, convert and sample."""
 from ppddpm.cli import script_main
 
 if __name__ == "__main__":

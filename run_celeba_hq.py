@@ -1,4 +1,4 @@
-"""DDPM on CelebA-HQ 128 with the FPN-style UNet: train, resume, convert and sample. See --help."""
+"""DDPM on CelebA-HQ 128 with the FPN-style UNet: train, resume, convert and sample."""
 from ppddpm.cli import script_main
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""DDPM on CIFAR-10 (Ho et al. 2020): train, resume, convert and sample. See --help."""
+"""DDPM on CIFAR-10 (Ho et al. 2020): train, resume, convert and sample."""
 from ppddpm.cli import script_main
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""DDPM on Fashion-MNIST (28x28 greyscale clothes): train, resume, convert and sample. See --help."""
+"""DDPM on Fashion-MNIST (28x28 greyscale clothes): train, resume, convert and sample."""
 from ppddpm.cli import script_main
 
 if __name__ == "__main__":

@@ -146,4 +146,4 @@ def test_help_explains_every_flag():
                  "--batchsize", "--stride", "--sequence", "--mode", "--keep_last", "-o"):
         assert flag in proc.stdout
     # argparse prints "(default: None)"-style help for every option; none is left blank.
-    assert "--ema_decay EMA_DECAY" in proc.stdout and "EMA decay" in proc.stdout
+    assert "--ema_decay X" in proc.stdout and "EMA decay" in proc.stdout   # X: a number

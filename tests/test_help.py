@@ -42,7 +42,7 @@ def option_blocks(text):
         if re.match(r"^  -", line):
             invocation, *first = re.split(r"\s{2,}", line.strip(), maxsplit=1)
             current = [invocation, first[0] if first else ""]
-            for flag in re.findall(r"(?:^|, )(--?\w+)", invocation):
+            for flag in re.findall(r"(?:^|, )(--?\w[\w-]*)", invocation):
                 blocks[flag] = current
         elif current is not None and line.startswith("   ") and line.strip():
             current[1] = (current[1] + " " + line.strip()).strip()
@@ -75,6 +75,9 @@ def test_help_shows_the_config_defaults(script, capsys, monkeypatch):
     if ddim:
         apply_overrides(cfg, ["sample.sampler=ddim"])
     cfg.sample.sample_postfix = cfg.sample.sample_postfix.replace("{sampler}", cfg.sample.sampler)
+    for section, key in (("train", "ckpt_dir"), ("train", "log_dir"), ("sample", "sample_dir")):
+        sub = getattr(cfg, section)   # "{dataset}" in a folder: the data set's name
+        setattr(sub, key, getattr(sub, key).replace("{dataset}", cfg.data.dataset))
     text = help_text(script, capsys, monkeypatch)
     blocks = option_blocks(text)
     actions = [a for a in build_parser("")._actions if a.dest != "help"]

@@ -46,7 +46,7 @@ def demo(tmp_path_factory):
 
 def test_shortened_demo_learns_the_25_modes_and_writes_its_figures(demo):
     d, stdout = demo
-    out = d / "toy_out"
+    out = d / "toy_out" / "gaussian25"
     assert sorted(os.listdir(out / "ckpts")) == [
         "ddpm_toy_i800.pdparam", "ddpm_toy_i800_ema.pdparam",
         "toy_ckpt_iter_400.pdparam", "toy_ckpt_iter_800.pdparam"]
@@ -70,7 +70,7 @@ def test_shortened_demo_learns_the_25_modes_and_writes_its_figures(demo):
 
 def test_resume_convert_and_denoise_reproduce_the_training_samples(demo, tmp_path):
     d, _ = demo
-    out = d / "toy_out"
+    out = d / "toy_out" / "gaussian25"
     cli(out, TOY, "--resume", "True", "--resume_ckpt_path", str(out / "ckpts" / "toy_ckpt_iter_800.pdparam"),
         "--training_iters", "850", *SHORT)
     assert os.path.exists(out / "sample" / "sample_iter850.json")
@@ -93,7 +93,7 @@ def test_resume_convert_and_denoise_reproduce_the_training_samples(demo, tmp_pat
 
 def test_denoise_sequence_gif_and_ddim(demo, tmp_path):
     d, _ = demo
-    ema = d / "toy_out" / "ckpts" / "ddpm_toy_i800_ema.pdparam"
+    ema = d / "toy_out" / "gaussian25" / "ckpts" / "ddpm_toy_i800_ema.pdparam"
     cli(tmp_path, TOY, "--mode", "denoise", "--pretrained_path", str(ema), "--num_images",
         "300-15-20", "--sequence", "True", "--sampler", "ddim", "--ddim_steps", "20")
     files = sorted(os.listdir(tmp_path / "sample"))

@@ -15,7 +15,7 @@ from ..io.grid_output import SamplePaths, grid_layout, maybe_grey, sample_paths,
 from ..io.images import image_format, save_grid, save_individual, save_npz, save_sequence
 from ..pipeline import SamplingSetup, prepare_sampling
 from ..runtime import dist
-from ..runtime.progress import bars_wanted, note, say
+from ..runtime.progress import note, say
 from ..samplers import generate_sequence, sampler_description
 from ..toy.output import run_toy_denoise
 from .args import was_given
@@ -49,7 +49,7 @@ def run_denoise(args, cfg: Config) -> None:
                               "not the 2-D toy sets")
         return run_toy_denoise(cfg, setup.model, setup.sampler, lambda m: say(m, args.quiet),
                                args.pretrained_path, sequence=bool(args.sequence),
-                               save_path=args.save_path, progress=bars_wanted(args.quiet),
+                               save_path=args.save_path, progress=not args.quiet,
                                show=args.show, save_npz=args.save_npz, labels=plan.labels,
                                guidance_scale=cfg.sample.guidance_scale)
     if args.sequence:
@@ -130,7 +130,7 @@ def write_sequence(args, cfg: Config, plan: DenoisePlan) -> None:
     x0_frames, xt_frames = generate_sequence(
         setup.model, setup.sampler, plan.num_images, setup.shape, plan.batch,
         every=args.sequence_every or cfg.sample.sequence_every, seed=cfg.sample.seed,
-        progress=bars_wanted(args.quiet), labels=plan.labels,
+        progress=not args.quiet, labels=plan.labels,
         guidance_scale=cfg.sample.guidance_scale, classifier=setup.classifier)
     png, gif = plan.paths.sequence, plan.paths.gif
     save_sequence([maybe_grey(f, args.to_grayscale) for f in x0_frames], png)
@@ -173,9 +173,9 @@ def draw_images(args, cfg: Config, plan: DenoisePlan) -> Optional[np.ndarray]:
 
     return generate_resumable(setup.model, setup.sampler, plan.num_images, setup.shape,
                               plan.batch, cfg.sample.seed, folder, meta,
-                              progress=bars_wanted(args.quiet), labels=plan.labels,
+                              progress=not args.quiet, labels=plan.labels,
                               guidance_scale=cfg.sample.guidance_scale,
-                              classifier=setup.classifier, step_progress=bars_wanted(args.quiet),
+                              classifier=setup.classifier, step_progress=not args.quiet,
                               on_batch=write_pngs if args.save_individual else None)
 
 

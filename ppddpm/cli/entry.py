@@ -20,6 +20,7 @@ from .convert_mode import run_convert
 from .denoise import run_denoise
 from .eval_mode import run_eval_mode
 from .parse import parse_command_line
+from .rerun import rerun_mode
 from .resolve import resolve_config
 from .train_mode import run_train
 from .unread import check_flags_are_read
@@ -45,22 +46,26 @@ def set_device(args) -> str:
     return device
 
 
-def script_main(script_file: str, config_name: str, ddim: bool = False) -> None:
+def script_main(script_file: str, config_name: str, ddim: bool = False,
+                rerun_continues: bool = False) -> None:
     """The whole body of a run script: its YAML in configs/ and, for the DDIM scripts,
-    the DDIM sampler preselected with denoise as the default mode."""
+    the DDIM sampler preselected with denoise as the default mode. ``rerun_continues``: a
+    rerun without --mode continues the run in its folder (cli/rerun.py; the toy demo)."""
     here = os.path.dirname(os.path.abspath(script_file))
     preset = ["sample.sampler=ddim"] if ddim else []
     sys.exit(main(os.path.join(here, "configs", config_name), __main__.__doc__, preset=preset,
-                  default_mode="denoise" if ddim else "train", process_exits=True))
+                  default_mode="denoise" if ddim else "train", process_exits=True,
+                  rerun_continues=rerun_continues))
 
 
 def main(default_config: str, description: str, preset: Sequence[str] = (),
          default_mode: str = "train", argv: Optional[Sequence[str]] = None,
-         process_exits: bool = False) -> int:
+         process_exits: bool = False, rerun_continues: bool = False) -> int:
     """Parse the command line and run one mode. Errors a user can fix exit with status 2
     and a one-line message, without a traceback. ``process_exits``: the process ends after
     this call (the run scripts), so stop signals arriving then are ignored instead of
     killing it with its files already in order (other ranks' launchers send them late)."""
+    route_warnings_through_bars()   # ppddpm's warnings as one line each, from the start
     args = parse_command_line(description, default_config, preset, default_mode, argv)
     mode = args.mode or default_mode
     if mode == "train" and args.resume:
@@ -70,6 +75,7 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
     stop = StopSignals(raise_at_once=True, ignore_after=process_exits)
     try:
         cfg = resolve_config(args, default_config, preset)
+        mode = rerun_mode(args, cfg, mode, rerun_continues)
         check_flags_are_read(args, cfg, mode)
         set_device(args)
         with stop:  # after Paddle's import, which installs its own SIGTERM handler

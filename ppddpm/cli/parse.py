@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 from ..config import Config
 from ..config.flags import CONFIG_FLAGS, EXTRA_FLAG_KEYS
 from ..errors import PPDDPMError
-from .args import bool_flag, build_parser
+from .args import HelpFormatter, bool_flag, build_parser
+from .help_config import config_help, examples, format_value
 from .resolve import resolve_config
 
 
@@ -30,10 +31,15 @@ def parse_command_line(description: str, default_config: str, preset: Sequence[s
                        default_mode: str = "train",
                        argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
-    shown = shown_config(argv, default_config, preset) if asks_for_help(argv) else None
+    wants_help = asks_for_help(argv) or asks_for_config_help(argv)
+    shown = shown_config(argv, default_config, preset) if wants_help else None
     parser = build_parser(describe_script(description, preset, default_mode))
     label = os.path.join(os.path.basename(os.path.dirname(default_config)),
                          os.path.basename(default_config))
+    if asks_for_config_help(argv):   # like --help: to stdout, status 0
+        print(config_help(shown, label, parser.prog))
+        parser.exit(0)
+    parser.epilog = examples(parser.prog, shown, default_mode) if wants_help else None
     annotate_help(parser, shown, default_mode, label)
     one_line_errors(parser)
     args = parser.parse_args(argv)
@@ -44,6 +50,11 @@ def parse_command_line(description: str, default_config: str, preset: Sequence[s
 def asks_for_help(argv: Sequence[str]) -> bool:
     """-h, --help or an abbreviation of it (argparse accepts --he)."""
     return any(a == "-h" or (len(a) > 3 and "--help".startswith(a)) for a in argv)
+
+
+def asks_for_config_help(argv: Sequence[str]) -> bool:
+    """--help-config or an abbreviation of it (--help-c), which argparse would accept."""
+    return any(a.startswith("--help-") and "--help-config".startswith(a) for a in argv)
 
 
 def one_line_errors(parser: argparse.ArgumentParser) -> None:
@@ -95,19 +106,6 @@ def config_value(cfg: Config, key: str):
     return getattr(getattr(cfg, section), name)
 
 
-def format_value(value) -> str:
-    """A default as a user would type it."""
-    if value is None:
-        return "not set"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    if value == "":
-        return "''"
-    return str(value)
-
-
 def is_boolean(action: argparse.Action) -> bool:
     """Flags that take true/false (typed by args.bool_flag)."""
     return action.type is bool_flag
@@ -121,7 +119,7 @@ def config_key(action: argparse.Action) -> Optional[str]:
 def annotate_help(parser: argparse.ArgumentParser, cfg: Optional[Config], default_mode: str,
                   config_label: str) -> None:
     """Write each flag's real default into its help (see the module docstring)."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter  # one default per flag: ours
+    parser.formatter_class = HelpFormatter  # one default per flag: ours
     for action in parser._actions:
         if action.dest == "help" or action.help == argparse.SUPPRESS:
             continue

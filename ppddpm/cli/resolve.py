@@ -21,7 +21,19 @@ def resolve_config(args, default_config: str, preset: Sequence[str] = (),
     check_schedule(cfg.diffusion)
     # "{sampler}_cifar10_test" names DDPM and DDIM samples apart, as the original did.
     cfg.sample.sample_postfix = cfg.sample.sample_postfix.replace("{sampler}", cfg.sample.sampler)
+    fill_dataset_in_folders(cfg)
     return cfg
+
+
+FOLDER_KEYS = (("train", "ckpt_dir"), ("train", "log_dir"), ("sample", "sample_dir"))
+
+
+def fill_dataset_in_folders(cfg: Config) -> None:
+    """"{dataset}" in an output folder is the data set's name: toy.yaml's
+    ./toy_out/{dataset}/ckpts gives every data set its own run folder."""
+    for section, key in FOLDER_KEYS:
+        sub = getattr(cfg, section)
+        setattr(sub, key, getattr(sub, key).replace("{dataset}", cfg.data.dataset))
 
 
 def expected_model(args, cfg: Config) -> Optional[dict]:

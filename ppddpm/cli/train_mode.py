@@ -21,13 +21,14 @@ from ..models import build_model
 from ..runtime import dist
 from ..runtime.progress import bars_wanted, note, say
 from ..samplers import checked_sampler
-from ..toy.output import final_report
+from ..toy.output import final_report, report_finished
 from ..train.checkpoint import inference_path
 from ..train.finite import first_non_finite
 from ..train.runlock import claim_run_folder
 from ..train.trainer import Trainer, find_resume_checkpoint
 from .args import explicit_settings
 from .outputs import output_folders, prepare_output_dirs
+from .rerun import refused_continue
 from .resolve import resolve_config
 from .resume_config import check_resume_overrides
 
@@ -39,7 +40,10 @@ def run_train(args, cfg: Config, resume: bool) -> None:
     dist.init_distributed()
     ckpt, ckpt_path = load_resume_checkpoint(args, cfg) if resume else (None, None)
     if ckpt is not None:
-        cfg = config_for_resume(args, ckpt, ckpt_path)  # the run's own config, then the flags
+        try:
+            cfg = config_for_resume(args, ckpt, ckpt_path)  # the run's own config, then the flags
+        except ConfigError as exc:
+            raise refused_continue(args, exc, cfg.train.ckpt_dir) from None
     prepare_outputs(cfg)
     dataset = build_dataset(cfg.data)
     setup_conditioning(cfg, dataset)   # model.num_classes and data.class_names from the data
@@ -166,4 +170,6 @@ def complete_finished_run(args, cfg: Config, ckpt: dict, ckpt_path: str) -> None
         f"is {cfg.train.training_iters}, so there is nothing to train (raise "
         "--training_iters to go on)" + (f"; wrote the missing {', '.join(written)}"
                                         if written else ""), args.quiet)
+    if is_toy(cfg.data.dataset) and dist.is_main():
+        report_finished(cfg, done, lambda message: say(message, args.quiet))
 

@@ -90,6 +90,20 @@ RANGES = {
     "sample.classifier_scale": AT_LEAST_0,      # classifier guidance's s
 }
 
+# key -> the names it is chosen from (names.py); a None value of an Optional key is not checked.
+CHOICES = {
+    "model.arch": ARCHS,
+    "diffusion.mean_type": MEAN_TYPES,
+    "diffusion.var_type": VAR_TYPES,
+    "diffusion.loss_type": LOSS_TYPES,
+    "sample.sampler": SAMPLERS,
+    "sample.skip": SPACINGS,
+    "sample.spacing": SPACINGS,
+    "train.lr_decay": LR_DECAYS,
+    "train.timestep_sampler": TIMESTEP_SAMPLERS,
+    "train.amp": AMP_MODES,
+}
+
 RESPACING = re.compile(r"ddim\d+|\s*\d+(\s*,\s*\d+)*\s*")   # respace.space_timesteps
 
 
@@ -197,22 +211,16 @@ def validate(cfg) -> None:
     """Every check of this module on a Config, first failure raised (see the docstring)."""
     # The nets with a T-row time table (fpn, legacy) take T from the diffusion.
     cfg.model.num_steps = cfg.diffusion.num_diffusion_steps
-    _check_choice("model.arch", cfg.model.arch, ARCHS)
-    _check_choice("diffusion.mean_type", cfg.diffusion.mean_type, MEAN_TYPES)
-    _check_choice("diffusion.var_type", cfg.diffusion.var_type, VAR_TYPES)
-    _check_choice("diffusion.loss_type", cfg.diffusion.loss_type, LOSS_TYPES)
-    _check_choice("sample.sampler", cfg.sample.sampler, SAMPLERS)
-    _check_choice("sample.skip", cfg.sample.skip, SPACINGS)
-    if cfg.sample.spacing is not None:
-        _check_choice("sample.spacing", cfg.sample.spacing, SPACINGS)
+    for key, choices in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value is not None:
+            _check_choice(key, value, choices)
     if cfg.sample.order is not None and not 1 <= cfg.sample.order <= 3:
         raise ConfigError(f"sample.order must be 1, 2 or 3, got {cfg.sample.order}")
     if cfg.sample.classifier_scale is not None and not cfg.sample.classifier_path:
         raise ConfigError(f"{label('sample.classifier_scale')}={cfg.sample.classifier_scale:g} "
                           f"needs a classifier: give {label('sample.classifier_path')}")
-    _check_choice("train.lr_decay", cfg.train.lr_decay, LR_DECAYS)
-    _check_choice("train.timestep_sampler", cfg.train.timestep_sampler, TIMESTEP_SAMPLERS)
-    _check_choice("train.amp", cfg.train.amp, AMP_MODES)
     if cfg.data.channels not in (1, 3):
         raise ConfigError(f"data.channels must be 1 (greyscale) or 3 (RGB), got {cfg.data.channels}")
     learned = cfg.diffusion.var_type in LEARNED_VAR_TYPES

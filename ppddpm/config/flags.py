@@ -76,7 +76,7 @@ CONFIG_FLAGS = {
     "p_uncond": ("train.p_uncond", float, "conditional training: probability that a label is "
                  "replaced by 'no label', which trains the unconditional half of guidance"),
     "steps": ("sample.num_steps", int, "number of sampling steps (= network evaluations) of "
-              "ddim, dpm_solver++, dpm_solver and unipc; the same as --ddim_steps"),
+              "ddim, dpm_solver++, dpm_solver and unipc"),
     "order": ("sample.order", int, "order of dpm_solver++ / dpm_solver / unipc: 1 (= DDIM), "
               "2 (default) or 3; unipc's corrector adds one"),
     "clipped_eps": ("sample.clipped_eps", bool, "DDIM and the solvers: re-derive eps from the "

@@ -12,10 +12,9 @@ import os
 import urllib.error
 import urllib.request
 
-from tqdm import tqdm
-
 from ..errors import DatasetError
 from ..io.files import commit_temp, file_hash, temp_path_for
+from ..runtime.progress import progress as progress_display
 
 
 def file_md5(path: str) -> str:
@@ -37,8 +36,8 @@ def download_file(url: str, target: str, md5: str, what: str, where_to_put: str,
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as fh:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"{what} download",
-                      disable=None) as bar:
+            with progress_display(total=total, unit="B", desc=f"{what} download",
+                                  unit_scale=True) as bar:
                 for chunk in iter(lambda: resp.read(1 << 20), b""):
                     fh.write(chunk)
                     digest.update(chunk)

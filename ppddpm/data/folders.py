@@ -29,9 +29,9 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 import paddle
 from PIL import Image
-from tqdm import tqdm
 
 from ..errors import DatasetError
+from ..runtime.progress import progress as progress_display
 from .loader import split_key, to_model_input
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
@@ -164,9 +164,8 @@ class ImageFolderDataset(paddle.io.Dataset):
         self.root, self.image_size, self.random_flip = root, int(image_size), random_flip
         self.channels = int(channels)
         rel = find_images(root)
-        bad = [p for p in tqdm(rel, desc="checking images", unit="img", disable=None,
-                               leave=False) if not is_readable(os.path.join(root, p))] \
-            if check else []
+        bad = [p for p in progress_display(rel, desc="checking images", unit="img", leave=False)
+               if not is_readable(os.path.join(root, p))] if check else []
         if bad:
             warnings.warn(f"skipped {len(bad)} unreadable image file(s) of {len(rel)} under "
                           f"{os.path.abspath(root)} (first: {bad[0]})", stacklevel=2)

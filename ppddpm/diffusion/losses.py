@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 
 import paddle
-from tqdm.auto import tqdm
 
 from ..config.names import LossType, MeanType
+from ..runtime.progress import progress as progress_display
 from .tables import mean_flat
 
 LOG2 = math.log(2.0)
@@ -116,7 +116,8 @@ def calc_bpd_loop(diffusion, model, x0, clip_denoised=True, model_kwargs=None, p
     """
     N, T = x0.shape[0], diffusion.num_timesteps
     vb, x0_mse, eps_mse = [], [], []
-    for step in tqdm(range(T - 1, -1, -1), disable=not progress, desc="bpd"):
+    for step in progress_display(range(T - 1, -1, -1), desc="bpd", unit="step", enabled=progress,
+                                 leave=False):
         t = paddle.full([N], step, dtype="int64")
         noise = noise_fn() if noise_fn is not None else paddle.randn(x0.shape, dtype=x0.dtype)
         xt = diffusion.q_sample(x0, t, noise=noise)

@@ -11,12 +11,12 @@ import re
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..config import ConfigError
 from ..errors import CheckpointError
 from ..io.files import atomic_write
 from ..runtime import dist
+from ..runtime.progress import progress as progress_display
 from ..samplers import batched
 
 
@@ -84,8 +84,8 @@ def run_resumable(folder: str, meta: dict, n: int, batch: int,
     dist.barrier()
     open_partial(folder, meta, create=False)
     todo = missing_ranges(chunk_files(folder), n, batch)
-    bar = tqdm(total=n, initial=n - sum(b - a for a, b in todo), desc=desc, unit="img",
-               disable=not progress or rank != 0)
+    bar = progress_display(total=n, initial=n - sum(b - a for a, b in todo), desc=desc,
+                           unit="img", enabled=progress and rank == 0)
     for k, (a, b) in enumerate(todo):
         if k % size != rank:
             continue

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import paddle
-from tqdm.auto import tqdm
 
 from ..diffusion import GaussianDiffusion
+from ..runtime.progress import progress as progress_display
 from .classifier_guidance import ClassifierGuidance, guided_model
 from .noise import NoiseStream
 
@@ -78,7 +78,9 @@ class Sampler:
         x = stream.next()
         if noise is not None:
             x = paddle.to_tensor(noise, dtype="float32")
-        bar = tqdm(self.steps, desc=type(self).__name__, disable=not progress, leave=False)
+        # a bar on a terminal, plain lines in a log (runtime/progress.py)
+        bar = progress_display(self.steps, desc=type(self).__name__, unit="step",
+                               enabled=progress, leave=False)
         for i, (t, t_prev) in enumerate(bar):
             # no_grad around each step only: a generator suspended (or abandoned) inside a
             # no_grad context would leave gradients off for the whole process meanwhile.

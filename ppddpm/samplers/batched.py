@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..io.images import to_uint8
+from ..runtime.progress import progress as progress_display
 from .base import Sampler
 from .classifier_guidance import ClassifierGuidance
 
@@ -33,9 +33,9 @@ def generate(model, sampler: Sampler, num_images: int, shape: Sequence[int], bat
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     out = [np.zeros([0] + list(shape[1:]) + [shape[0]], dtype=np.uint8)]  # NHWC, for n = 0
-    # one batch: the sampler's bar over its steps says it all
-    bar = tqdm(total=num_images, desc="images", unit="img",
-               disable=not progress or num_images <= batch_size)
+    # one batch: the sampler's display over its steps says it all
+    bar = progress_display(total=num_images, desc="images", unit="img",
+                           enabled=progress and num_images > batch_size)
     for start in range(0, num_images, batch_size):
         n = min(batch_size, num_images - start)
         x = sampler.sample(model, [n] + list(shape), seed=seed,

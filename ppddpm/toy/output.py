@@ -254,6 +254,19 @@ def final_report(trainer, say) -> None:
     say(summary(trainer.toy_quality))
 
 
+def report_finished(cfg, iteration: int, say) -> None:
+    """A finished run met again (a plain rerun of run_toy.py): where its figures are and
+    their one-line summary, read from the JSON it wrote, without sampling again."""
+    stem = os.path.join(cfg.sample.sample_dir, f"sample_iter{iteration}")
+    try:
+        with open(stem + ".json", encoding="utf-8") as fh:
+            q = json.load(fh)
+    except (OSError, ValueError):
+        return
+    say(f"its samples: {stem}.png, {stem}.gif and {stem}.json")
+    say(summary(q))
+
+
 def dataset_of_file(path: str) -> Optional[str]:
     """The data set a weight file was trained on, as its stored config says (or None)."""
     cfg = load_checkpoint(path).get("config") or {}

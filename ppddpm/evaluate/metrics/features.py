@@ -11,9 +11,9 @@ from typing import Iterable, Iterator, Tuple
 import numpy as np
 import paddle
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ...data.folders import find_images
+from ...runtime.progress import progress as progress_display
 from .fid import MetricError
 
 
@@ -112,7 +112,7 @@ def inception_features(model, source: ImageSource, batch_size: int = 50,
     ``runner``: an InceptionPredictor (ppddpm.metrics.inception_engine) to run the network
     by Paddle Inference; None runs ``model`` in the dynamic graph."""
     pool, logits = [], []
-    bar = tqdm(total=len(source), desc=desc, unit="img", disable=not progress)
+    bar = progress_display(total=len(source), desc=desc, unit="img", enabled=progress)
     with paddle.no_grad():
         rgb = (to_rgb_uint8(img, source.description) for img in source)  # grey -> RGB
         for batch in _batches(rgb, batch_size):
