@@ -18,7 +18,6 @@ from .engines import make_engine
 from .engines.onnx import available
 from .errors import CheckpointError, ConfigError
 from .runtime.heap import trim_heap
-from .runtime.progress import note
 from .samplers import checked_sampler, image_shape
 from .samplers.classifier_guidance import ClassifierGuidance
 
@@ -31,6 +30,7 @@ class SamplingSetup(NamedTuple):
     file_config: Config           # the config stored in (or read off) the weights file
     classifier: Optional[ClassifierGuidance] = None   # classifier guidance (sample.classifier_path)
     classifier_config: Optional[Config] = None        # the classifier file's config
+    warning: Optional[str] = None   # what the user must hear before sampling (a short chain)
 
 
 # Below this many parameters, without ONNX Runtime, the dynamic graph is at least as fast as
@@ -68,10 +68,6 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
         raise CheckpointError("sampling needs --pretrained_path (an inference file, training "
                               "checkpoint or original .pdparam)")
     model, diffusion, file_cfg = load_pretrained(pretrained_path, map_config=map_config)
-    problem = short_chain_problem(file_cfg.diffusion, diffusion.betas)
-    if problem is not None:
-        note(f"warning: {pretrained_path} was trained where {problem}; retrain it with a "
-             "schedule that ends near alpha-bar_T = 0 (e.g. -o diffusion.beta_schedule=cosine)")
     if var_type is not None and var_type != diffusion.var_type.value:
         diffusion = GaussianDiffusion(diffusion.betas, diffusion.mean_type, var_type,
                                       diffusion.loss_type)
@@ -85,7 +81,12 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
                         keep_model=False)
     if not isinstance(model, paddle.nn.Layer):   # an engine: the dygraph weights are garbage now
         trim_heap()
-    return SamplingSetup(model, sampler, shape, grid, file_cfg, classifier, classifier_cfg)
+    problem = short_chain_problem(file_cfg.diffusion, diffusion.betas)
+    warning = None if problem is None else (
+        f"warning: {pretrained_path} was trained where {problem}; retrain it with a schedule "
+        "that ends near alpha-bar_T = 0 (e.g. -o diffusion.beta_schedule=cosine)")
+    return SamplingSetup(model, sampler, shape, grid, file_cfg, classifier, classifier_cfg,
+                         warning)
 
 
 def load_classifier(sample_cfg, shape: List[int], model_classes: Optional[int],

@@ -40,6 +40,8 @@ def run_denoise(args, cfg: Config) -> None:
     prepare_denoise_folders(args, cfg)
     setup = sampling_setup(args, cfg)
     plan = plan_denoise(args, cfg, setup)
+    if setup.warning:   # after every check: an error stays one line
+        note(setup.warning)
     say(f"sampling {plan.num_images} images of {setup.shape} with "
         f"{sampler_description(setup.sampler)}, batch {plan.batch}"
         f"{conditioning_description(cfg, plan)}", args.quiet)

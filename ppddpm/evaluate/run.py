@@ -26,7 +26,7 @@ from ..errors import CheckpointError
 from ..io.files import atomic_write
 from ..pipeline import prepare_sampling
 from ..runtime import dist
-from ..runtime.progress import say
+from ..runtime.progress import note, say
 from ..samplers import sampler_description
 from .likelihood import evaluate_bpd
 from .metrics import PUBLISHED_NUM_SAMPLES
@@ -99,6 +99,8 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
     if images is not None:
         say(f"eval: reusing {path} ({n} samples of these settings)", opts.quiet)
         return from_array(images, path), info
+    if setup.warning:
+        note(setup.warning)
     say(f"eval: {n} samples from {opts.pretrained_path} with {desc}, batch {batch}", opts.quiet)
     images = generate_resumable(model, sampler, n, shape, batch, s.seed, base + ".partial",
                                 meta, progress=not opts.quiet, labels=labels,
