@@ -13,6 +13,7 @@ from ppddpm.cli import main
 from ppddpm.config import load_config
 from ppddpm.models import build_model
 from ppddpm.convert.pretrained import save_inference_file
+from ppddpm.toy.output import summary
 from ppddpm.diffusion.schedules import get_beta_schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +73,10 @@ def test_samples_land_in_the_requested_mode_and_guidance_sharpens_them(trained):
     one = denoise(d, weights, "mode3", "--class_label", "mode3", "--num_images", "50-1-50",
                   "--guidance_scale", "1", "--save_npz", "True")
     assert one["frac_in_requested_mode"] >= 0.95
+    # the line a person reads scores the class asked for, not all 8 modes ("1/8 modes")
+    line = summary(one)
+    assert line.startswith("gaussian8, requested classes: ") and "modes," not in line
+    assert f"{100 * one['frac_in_requested_mode']:.1f}% in the requested mode" in line
     saved = np.load(d / "sample" / "mode3.npz")
     assert saved["labels"].tolist() == [3] * 50
     means = np.array([np.cos(3 * np.pi / 4), np.sin(3 * np.pi / 4)]) * 2 / 2.828
