@@ -144,7 +144,7 @@ def test_ddim_sequence_and_random_classes(files, cli, monkeypatch):
     assert status == 0, err
     assert cli.classifier.calls == 1 + 5
     written = os.listdir(files["dir"] / "sample")
-    assert {"sequence_seq.gif", "sequence_seq.png"} <= set(written), written
+    assert {"sample_seq.gif", "sample_seq.png", "sample_seq_xt.png"} <= set(written), written
     np.testing.assert_array_equal(seen["labels"], random_labels(0, 2, 10))
     assert isinstance(seen["classifier"], ClassifierGuidance) and seen["classifier"].scale == 1
 

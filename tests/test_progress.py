@@ -113,7 +113,7 @@ def test_library_samplers_write_no_bar_to_a_pipe():
 TINY = """\
 base: {root}/configs/cifar10.yaml
 model: {{ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [16], dropout: 0.0}}
-diffusion: {{num_diffusion_steps: 10, beta_end: 0.2}}
+diffusion: {{num_diffusion_steps: 10, beta_end: 0.7}}
 data: {{num_workers: 0, download: false}}
 sample: {{batchsize: 4}}
 """
