@@ -15,7 +15,7 @@ from ppddpm.evaluate.metrics.inception import (FIDInceptionV3, cache_path_for, f
                                       load_inception, torch_keys_and_shapes)
 from ppddpm.evaluate.metrics.inception_weights import (ENV_VAR, WEIGHTS_FILE, WEIGHTS_URL,
                                               InceptionWeightsError, resolve_weights_path)
-from ppddpm.evaluate.metrics.pth_reader import PthError, read_pth
+from ppddpm.io.pth_reader import PthError, read_pth
 
 FX = os.path.join(FIXTURES, "inception_pth_{}.pth")
 REF = np.load(os.path.join(FIXTURES, "inception_parity.npz"))

@@ -67,7 +67,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--convert_ema", type=bool_flag, default=True,
                    help="convert: write the EMA weights (False writes the raw weights)")
     p.add_argument("--loss_type", default=None,
-                   help="noisepred (the original's name: eps prediction, L_simple) | mse | kl | hybrid")
+                   help="noisepred (the original's name: eps prediction, L_simple) | mse | kl | hybrid | mse_vb | rescaled_kl")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--engine", choices=ENGINE_KINDS, default="auto",
                    help="denoise: run the network by ONNX Runtime (needs pip install "

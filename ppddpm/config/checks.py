@@ -16,8 +16,8 @@ from typing import Optional, Tuple
 
 from ..errors import ConfigError
 from .flags import label
-from .names import (AMP_MODES, ARCHS, CONV_ARCHS, LEARNED_VAR_TYPES, LEGACY_ARCHS, LOSS_TYPES,
-                    LR_DECAYS, MEAN_TYPES, SAMPLERS, SPACINGS, TIMESTEP_SAMPLERS, VAR_TYPES)
+from .names import (ADM_ARCHS, AMP_MODES, ARCHS, CLASSIFIER_ARCHS, CLASSIFIER_POOLS, CONV_ARCHS,
+                    LEARNED_VAR_TYPES, LEGACY_ARCHS, LOSS_TYPES, LR_DECAYS, MEAN_TYPES, SAMPLERS, SPACINGS, TIMESTEP_SAMPLERS, VAR_TYPES)
 
 SEED_MAX = 2 ** 63 - 1   # Paddle's and numpy's generators take any non-negative int64
 
@@ -65,6 +65,8 @@ RANGES = {
     "model.num_classes": AT_LEAST_1,
     "model.norm_groups": AT_LEAST_1,
     "model.norm_eps": POSITIVE,
+    "model.num_heads": AT_LEAST_1,              # adm: also num_head_channels, num_heads_upsample
+    "model.time_embed_ch": AT_LEAST_1,
     "diffusion.num_diffusion_steps": AT_LEAST_1,
     "train.batchsize": AT_LEAST_1,
     "train.training_iters": AT_LEAST_1,
@@ -129,6 +131,8 @@ def check_model(m) -> None:
             if unreachable:
                 raise ConfigError(f"model.attn_resolutions must be among the levels' resolutions "
                                   f"{reachable}, got {list(m.attn_resolutions)}")
+    if m.arch in ADM_ARCHS:
+        check_adm(m)
     if m.arch in LEGACY_ARCHS and (m.learn_sigma or m.num_classes is not None):
         raise ConfigError(f"model.arch={m.arch!r} has no learn_sigma or num_classes; use "
                           "arch 'unet' or 'fpn'")
@@ -136,6 +140,39 @@ def check_model(m) -> None:
         # the sinusoids 10000^(-i / (ch/2 - shift)) (layers.timestep_embedding)
         raise ConfigError(f"model.ch // 2 must exceed model.time_freq_shift={m.time_freq_shift:g} "
                           f"(the timestep embedding's frequencies), got model.ch={m.ch}")
+
+
+def check_adm(m) -> None:
+    """The adm family: heads that divide every attention width, a classifier's head."""
+    for key in ("model.num_head_channels", "model.num_heads_upsample"):
+        value = getattr(m, key.split(".")[1])
+        if value != -1 and value < 1:
+            _fail(key, "-1 (not set) or >= 1", value)
+    _check_choice("model.classifier_pool", m.classifier_pool, CLASSIFIER_POOLS)
+    widths = [m.ch * k for k in m.ch_mult]
+    odd = [w for w in widths if w % m.norm_groups]
+    if odd:
+        raise ConfigError(f"model.ch={m.ch} * model.ch_mult={m.ch_mult} gives widths {odd} that "
+                          f"model.norm_groups={m.norm_groups} does not divide (GroupNorm)")
+    attn = [w for i, w in enumerate(widths) if m.resolution >> i in (m.attn_resolutions or [])]
+    attn.append(widths[-1])                       # the middle block's attention
+    up_heads = m.num_heads if m.num_heads_upsample == -1 else m.num_heads_upsample
+    if m.num_head_channels != -1 and any(w % m.num_head_channels for w in attn):
+        _fail("model.num_head_channels", f"a divisor of every attention width "
+              f"{sorted(set(attn))}", m.num_head_channels)
+    if m.num_head_channels == -1:
+        for key, heads in (("model.num_heads", m.num_heads), ("model.num_heads_upsample", up_heads)):
+            if any(w % heads for w in attn):
+                _fail(key, f"a divisor of every attention width {sorted(set(attn))}", heads)
+    if m.arch in CLASSIFIER_ARCHS:
+        if m.num_classes is None:
+            raise ConfigError("model.num_classes must be set for arch 'adm_classifier' "
+                              "(the number of logits)")
+        if m.learn_sigma:
+            raise ConfigError("model.learn_sigma must be false for arch 'adm_classifier'")
+        if m.classifier_pool == "attention" and m.num_head_channels == -1:
+            raise ConfigError("model.classifier_pool='attention' needs model.num_head_channels "
+                              "(upstream uses 64)")
 
 
 def check_sample_syntax(cfg) -> None:

@@ -3,7 +3,7 @@
 Each ``convert_*`` returns the inference-file dict {"model", "betas", "options",
 "config", "version"} after checking the weights, name for name and shape for shape,
 against the network its config builds; ``write_inference`` saves it atomically.
-CLI: ``python -m ppddpm.convert --from {original,diffusers,training} --src S --out F``.
+CLI: ``python -m ppddpm.convert --from SOURCE --src S [--flags "..."] --out F``.
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from ..io.weights import load_checkpoint
 from ..models import build_model
 from ..models.state import as_numpy, load_state_strict
 from ..version import __version__
+from .adm import FAMILIES as ADM_FAMILIES
+from .adm import convert_adm
 from .diffusers import convert_diffusers_unet
 from .original import convert_original, detect_legacy_arch, legacy_config, legacy_model_config
 from .pretrained import save_inference_file
@@ -25,7 +27,8 @@ from .pretrained import save_inference_file
 __all__ = ["convert_original", "convert_training", "convert_diffusers", "convert_file",
            "write_inference", "detect_legacy_arch", "legacy_config", "legacy_model_config"]
 
-SOURCES = ("original", "diffusers", "training")
+SOURCES = ("original", "diffusers", "training") + ADM_FAMILIES
+FLAG_SOURCES = ADM_FAMILIES   # sources whose network is described by upstream's --flags
 
 
 def _checked_state(cfg: Config, state: Mapping, source: str) -> dict:
@@ -80,8 +83,10 @@ def convert_diffusers(src_dir: str) -> dict:
             "version": __version__}
 
 
-def convert_file(source: str, src: str, use_ema: bool = True) -> dict:
-    """Dispatch on ``source`` ('original', 'diffusers' or 'training')."""
+def convert_file(source: str, src: str, use_ema: bool = True, flags: str = "") -> dict:
+    """Dispatch on ``source`` (one of SOURCES); ``flags``: upstream's flags (FLAG_SOURCES)."""
+    if source in ADM_FAMILIES:
+        return convert_adm(src, source, flags, _checked_state)
     if source == "original":
         return convert_original(src, use_ema=use_ema)
     if source == "training":

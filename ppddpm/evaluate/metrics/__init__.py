@@ -5,7 +5,6 @@
   precision_recall.py improved precision/recall, k=3 (Kynkäänniemi et al. 2019)
   kid.py              Kernel Inception Distance (Bińkowski et al. 2018)
   inception.py        the FID Inception v3 in Paddle (pytorch-fid's port of TF's graph)
-  pth_reader.py       PyTorch .pth state dicts read without PyTorch
   features.py, stats.py  image sources, Inception features, reference statistics files
 
 Import from the modules (e.g. ``from ppddpm.evaluate.metrics.fid import frechet_distance``):

@@ -27,7 +27,7 @@ from ...io.files import file_hash
 from ...io.safeload import UnsafeFileError, load_paddle_file
 from ...io.weights import atomic_save
 from .inception_weights import InceptionWeightsError, how_to_get_weights
-from .pth_reader import read_pth
+from ...io.pth_reader import read_pth
 
 INPUT_SIZE = 299
 NUM_CLASSES = 1008   # TF Inception's softmax has 1008 outputs (1000 classes + 8 unused)

@@ -25,7 +25,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from ...errors import CheckpointError
+from ..errors import CheckpointError
 
 # torch storage class name -> numpy dtype ("bfloat16" is widened to float32 below).
 STORAGE_DTYPES = {
@@ -189,12 +189,8 @@ def _load_legacy(path: str) -> Tuple[object, Dict[str, _Storage]]:
     return obj, storages
 
 
-def read_pth(path: str) -> "collections.OrderedDict[str, np.ndarray]":
-    """Load a PyTorch state dict file as ``{name: numpy array}`` (native byte order).
-
-    Raises PthError (a CheckpointError) naming the file and the fix when the file is
-    missing, corrupt, or holds anything other than a flat mapping of names to tensors.
-    """
+def _load(path: str):
+    """The file's unpickled object, tensors still referring to their storages."""
     if not os.path.isfile(path):
         raise PthError(f"{path} does not exist")
     try:
@@ -205,6 +201,38 @@ def read_pth(path: str) -> "collections.OrderedDict[str, np.ndarray]":
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
             IndexError, KeyError, AttributeError, struct.error, OSError) as exc:
         raise PthError(f"{path} is corrupt or not a PyTorch file ({type(exc).__name__}: {exc})") from None
+    return obj
+
+
+def _materialise(obj, path: str, where: str = ""):
+    """Tensors -> numpy arrays inside dicts, lists and tuples of plain values."""
+    if isinstance(obj, _TensorRef):
+        return obj.to_numpy()
+    if isinstance(obj, dict):
+        return collections.OrderedDict((k, _materialise(v, path, f"{where}/{k}"))
+                                       for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_materialise(v, path, where) for v in obj)
+    if obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+        return obj
+    raise PthError(f"{path}: entry {where or '/'} is a {type(obj).__name__}, not a tensor or "
+                   "plain value")
+
+
+def read_pth_tree(path: str):
+    """Load a PyTorch file holding nested dicts/lists of tensors and plain values (e.g. a
+    training checkpoint {"state_dict": ..., "meta": ...}); tensors become numpy arrays.
+    Only the globals of ``read_pth`` are resolved: any other object is refused."""
+    return _materialise(_load(path), path)
+
+
+def read_pth(path: str) -> "collections.OrderedDict[str, np.ndarray]":
+    """Load a PyTorch state dict file as ``{name: numpy array}`` (native byte order).
+
+    Raises PthError (a CheckpointError) naming the file and the fix when the file is
+    missing, corrupt, or holds anything other than a flat mapping of names to tensors.
+    """
+    obj = _load(path)
     if isinstance(obj, _TensorRef) or not isinstance(obj, dict):
         kind = "a single tensor" if isinstance(obj, _TensorRef) else f"a {type(obj).__name__}"
         raise PthError(f"{path} holds {kind}, not a state dict (a mapping of "
