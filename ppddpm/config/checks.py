@@ -164,15 +164,8 @@ def check_adm(m) -> None:
         for key, heads in (("model.num_heads", m.num_heads), ("model.num_heads_upsample", up_heads)):
             if any(w % heads for w in attn):
                 _fail(key, f"a divisor of every attention width {sorted(set(attn))}", heads)
-    if m.arch in CLASSIFIER_ARCHS:
-        if m.num_classes is None:
-            raise ConfigError("model.num_classes must be set for arch 'adm_classifier' "
-                              "(the number of logits)")
-        if m.learn_sigma:
-            raise ConfigError("model.learn_sigma must be false for arch 'adm_classifier'")
-        if m.classifier_pool == "attention" and m.num_head_channels == -1:
-            raise ConfigError("model.classifier_pool='attention' needs model.num_head_channels "
-                              "(upstream uses 64)")
+    if m.arch in CLASSIFIER_ARCHS and m.learn_sigma:
+        raise ConfigError("model.learn_sigma must be false for arch 'adm_classifier'")
 
 
 def check_sample_syntax(cfg) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 
+from ...config import ConfigError
 from ..layers import Swish, swish
 from .attention import AttentionPool2d
 from .blocks import Flatten, GroupNorm1d, Mean2d, ReLU, conv, linear, norm
@@ -24,6 +25,12 @@ HIDDEN = 2048   # the spatial heads' width (upstream's)
 class ADMClassifier(Encoder):
 
     def __init__(self, cfg):
+        if cfg.num_classes is None:
+            raise ConfigError("model.num_classes must be set for arch 'adm_classifier' "
+                              "(the number of logits)")
+        if cfg.classifier_pool == "attention" and cfg.num_head_channels == -1:
+            raise ConfigError("model.classifier_pool='attention' needs model.num_head_channels "
+                              "(upstream uses 64)")
         super().__init__(cfg)
         self.pool, self.num_classes = cfg.classifier_pool, cfg.num_classes
         ch, k = self.out_ch, cfg.num_classes
