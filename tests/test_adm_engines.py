@@ -1,0 +1,71 @@
+"""The adm network exported and run by both engines (Paddle Inference, ONNX Runtime): the
+same outputs as the dynamic graph with labels, learned sigma and rescaled timesteps, and the
+same DDPM samples (the learned variance goes through the engine's output)."""
+import numpy as np
+import paddle
+import pytest
+
+from ppddpm.config import ModelConfig
+from ppddpm.diffusion import GaussianDiffusion
+from ppddpm.diffusion.schedules import get_beta_schedule
+from ppddpm.engines import InferenceModel
+from ppddpm.engines import onnx as engine_onnx
+from ppddpm.models import build_model
+from ppddpm.samplers import DDPMSampler
+
+SHAPE = [3, 16, 16]
+T = 20
+
+
+def tiny_adm(seed=0, **kw):
+    """Every weight non-zero (upstream zero-initialises the output layers)."""
+    cfg = ModelConfig(arch="adm", ch=32, ch_mult=[1, 2], num_res_blocks=1, resolution=16,
+                      attn_resolutions=[16, 8], num_steps=T, dropout=0.1, norm_eps=1e-5,
+                      learn_sigma=True, num_classes=3, use_scale_shift_norm=True,
+                      rescale_timesteps=True, **kw)
+    paddle.seed(seed)
+    model = build_model(cfg)
+    rng = np.random.default_rng(seed)
+    for p in model.parameters():
+        p.set_value(p.numpy() + rng.normal(0, 0.05, p.shape).astype("float32"))
+    model.eval()
+    return model
+
+
+VARIANTS = {"legacy_two_heads_resblock_updown": dict(num_heads=2, resblock_updown=True),
+            "new_order_head_width": dict(num_head_channels=16, use_new_attention_order=True)}
+
+
+def engines(model, cache):
+    out = [InferenceModel(model, SHAPE, cache_dir=cache, threads=1)]
+    if engine_onnx.available():
+        out.append(engine_onnx.OnnxModel(model, SHAPE, cache_dir=cache, threads=1))
+    return out
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_engines_match_the_dynamic_graph(variant, tmp_path):
+    model = tiny_adm(**VARIANTS[variant])
+    rng = np.random.default_rng(1)
+    for eng in engines(model, str(tmp_path)):
+        for n in (1, 3):
+            x = paddle.to_tensor(rng.standard_normal([n] + SHAPE).astype("float32"))
+            t = paddle.to_tensor(rng.integers(0, T, n))
+            y = paddle.to_tensor(rng.integers(0, 4, n))    # 3 = "no label"
+            want = model(x, t, y).numpy()
+            assert want.shape == (n, 6, 16, 16) and np.abs(want).max() > 0.1
+            np.testing.assert_allclose(eng(x, t, y).numpy(), want, atol=1e-4, rtol=1e-4)
+            np.testing.assert_allclose(eng(x, t).numpy(), model(x, t).numpy(), atol=1e-4,
+                                       rtol=1e-4)
+
+
+def test_ddpm_with_learned_range_samples_the_same_on_the_engine(tmp_path):
+    model = tiny_adm(seed=2, num_heads=2)
+    eng = InferenceModel(model, SHAPE, cache_dir=str(tmp_path), threads=1)
+    betas = get_beta_schedule("linear", T, 1e-4, 0.05)
+    s = DDPMSampler(GaussianDiffusion(betas, var_type="learned_range"))
+    y = paddle.to_tensor([0, 2])
+    a = s.sample(eng, [2] + SHAPE, seed=3, progress=False, y=y).numpy()
+    b = s.sample(model, [2] + SHAPE, seed=3, progress=False, y=y).numpy()
+    assert a.std() > 0.1
+    np.testing.assert_allclose(a, b, atol=1e-3)
