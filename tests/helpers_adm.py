@@ -10,7 +10,7 @@ import numpy as np
 from legacy_weights import fill_weights
 from ppddpm.config import Config, validate
 from ppddpm.convert.adm import to_ppddpm_state
-from ppddpm.convert.adm_flags import integer_widths
+from ppddpm.convert.adm_flags import flags_config, integer_widths, parse_flags
 from ppddpm.models import build_model
 from ppddpm.models.state import load_state_strict
 
@@ -67,3 +67,34 @@ def build_with_upstream_weights(cfg: Config, shapes):
     load_state_strict(model, to_ppddpm_state(state, cfg), "fixture")
     model.eval()
     return model
+
+
+FAMILY = {"improved_diffusion": "improved-diffusion", "guided_diffusion": "guided-diffusion",
+          "guided_classifier": "guided-diffusion"}
+
+
+def flags_case_config(case: dict, rescale: bool = True) -> Config:
+    """A fixture case made from upstream's flags, read by the converter's flag parser."""
+    family, classifier = FAMILY[case["package"]], case["package"] == "guided_classifier"
+    cfg = flags_config(parse_flags(case["flags"], family, classifier), family, classifier)
+    if not rescale:
+        cfg.model.rescale_timesteps = False
+    return cfg
+
+
+def fixture_case(meta: dict, name: str, size: int, rescale: bool) -> Config:
+    """The Config of any fixture case: from its flags or its constructor arguments."""
+    for group in ("flag_cases", "flag_classifiers"):
+        if name in meta[group]:
+            return flags_case_config(meta[group][name], rescale)
+    if name in meta["classifiers"]:
+        return case_config(meta["classifiers"][name]["kwargs"], size, classifier=True)
+    case = meta["cases"][name]
+    return case_config(case["kwargs"], size, case["diffusion"], rescale=rescale)
+
+
+def case_shapes(meta: dict, name: str):
+    for group in ("flag_cases", "flag_classifiers", "classifiers", "cases"):
+        if name in meta[group]:
+            return meta[group][name]["shapes"]
+    raise KeyError(name)

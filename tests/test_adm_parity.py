@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from helpers_adm import build_with_upstream_weights, case_config, load_fixture
+from helpers_adm import build_with_upstream_weights, case_shapes, fixture_case, load_fixture
 from ppddpm.config import Config, set_value, validate
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.diffusion.respace import respace, space_timesteps
@@ -29,43 +29,58 @@ def _inputs(name):
     return paddle.to_tensor(DATA[f"{name}/x"]), kw
 
 
-@pytest.mark.parametrize("name", sorted(META["cases"]))
+NETS = sorted(META["cases"]) + sorted(META["flag_cases"])
+CLASSIFIERS = sorted(META["classifiers"]) + sorted(META["flag_classifiers"])
+WITH_DIFFUSION = [n for n in NETS if f"{n}/pmv_t" in DATA]
+
+
+def _model(name, rescale):
+    x = DATA[f"{name}/x"]
+    cfg = fixture_case(META, name, x.shape[-1], rescale)
+    return cfg, build_with_upstream_weights(cfg, case_shapes(META, name))
+
+
+@pytest.mark.parametrize("name", NETS)
 def test_network_output_matches_upstream(name):
-    case = META["cases"][name]
+    """The network called as upstream's is, with the raw timestep."""
     x, kw = _inputs(name)
-    cfg = case_config(case["kwargs"], x.shape[-1], case["diffusion"], rescale=False)
-    model = build_with_upstream_weights(cfg, case["shapes"])
+    _, model = _model(name, rescale=False)
     with paddle.no_grad():
         out = model(x, paddle.to_tensor(DATA[f"{name}/t"]), **kw).numpy()
     close(out, DATA[f"{name}/out"])
 
 
 def test_the_fixture_covers_what_the_issue_asks():
-    cases = META["cases"]
-    kw = {n: c["kwargs"] for n, c in cases.items()}
-    assert any(k.get("num_heads", 1) > 1 and not k.get("use_new_attention_order") and
-               k.get("num_head_channels", -1) == -1 for k in kw.values())     # legacy, >1 head
-    assert any(k.get("use_new_attention_order") for k in kw.values())
-    assert any(k.get("resblock_updown") for k in kw.values())
-    assert {6, 7} <= {len(k["channel_mult"]) for k in kw.values()}
-    assert any(0.5 in k["channel_mult"] for k in kw.values())
-    assert {"attention", "adaptive", "spatial", "spatial_v2"} == {
-        c["kwargs"]["pool"] for c in META["classifiers"].values()}
+    cfgs = {n: fixture_case(META, n, DATA[f"{n}/x"].shape[-1], True).model for n in NETS}
+    assert any(m.num_heads > 1 and not m.use_new_attention_order and m.num_head_channels == -1
+               for m in cfgs.values())                         # legacy order, several heads
+    assert any(m.use_new_attention_order for m in cfgs.values())
+    assert any(m.resblock_updown for m in cfgs.values())
+    assert {6, 7} <= {len(m.ch_mult) for m in cfgs.values()}
+    assert any(m.time_embed_ch for m in cfgs.values())        # channel_mult 0.5
+    assert any(m.rescale_timesteps for m in cfgs.values())
+    assert any(m.num_classes == 1000 for m in cfgs.values())
+    pools = {fixture_case(META, n, DATA[f"{n}/x"].shape[-1], True).model.classifier_pool
+             for n in CLASSIFIERS}
+    assert pools == {"attention", "adaptive", "spatial", "spatial_v2"}
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in META["cases"].items() if c["diffusion"]))
+def _diffusion(name, cfg):
+    diffusion = GaussianDiffusion.from_config(cfg.diffusion)
+    spec = (META["flag_cases"][name]["respacing"] if name in META["flag_cases"]
+            else META["cases"][name]["diffusion"]["timestep_respacing"])
+    return diffusion, (respace(diffusion, spec) if spec else diffusion)
+
+
+@pytest.mark.parametrize("name", WITH_DIFFUSION)
 def test_p_mean_variance_matches_upstream(name):
     """mean, log-variance and pred_x0 of the respaced chain (upstream's SpacedDiffusion),
     with rescaled timesteps where the case's flags ask for them."""
-    case = META["cases"][name]
     x, kw = _inputs(name)
-    cfg = case_config(case["kwargs"], x.shape[-1], case["diffusion"], rescale=True)
-    model = build_with_upstream_weights(cfg, case["shapes"])
-    diffusion = GaussianDiffusion.from_config(cfg.diffusion)
-    np.testing.assert_allclose(diffusion.betas, DATA[f"{name}/betas"], rtol=1e-10, atol=0)   # float64 rounding
-    spec = case["diffusion"]["timestep_respacing"]
-    if spec:
-        diffusion = respace(diffusion, spec)
+    cfg, model = _model(name, rescale=True)
+    full, diffusion = _diffusion(name, cfg)
+    case = META["flag_cases"].get(name) or META["cases"][name]
+    np.testing.assert_allclose(full.betas, DATA[case["betas"]], rtol=1e-10, atol=0)  # float64 rounding
     t = paddle.to_tensor(DATA[f"{name}/pmv_t"])
     with paddle.no_grad():
         out = diffusion.p_mean_variance(model, x, t, clip_denoised=True, model_kwargs=kw)
@@ -79,15 +94,13 @@ def test_p_mean_variance_matches_upstream(name):
           rtol=RTOL * max(1.0, gain * eps_scale))
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in META["cases"].items() if c["diffusion"]))
+@pytest.mark.parametrize("name", WITH_DIFFUSION)
 def test_training_losses_match_upstream(name):
     """The hybrid loss (rescaled as improved-diffusion does) and the unrescaled one."""
-    case = META["cases"][name]
     _, kw = _inputs(name)
     x0 = DATA[f"{name}/loss_x0"]
-    cfg = case_config(case["kwargs"], x0.shape[-1], case["diffusion"], rescale=True)
-    model = build_with_upstream_weights(cfg, case["shapes"])
-    diffusion = GaussianDiffusion.from_config(cfg.diffusion)
+    cfg, model = _model(name, rescale=True)
+    diffusion, _ = _diffusion(name, cfg)
     with paddle.no_grad():
         terms = diffusion.training_losses(model, paddle.to_tensor(x0),
                                           paddle.to_tensor(DATA[f"{name}/t"]),
@@ -97,20 +110,18 @@ def test_training_losses_match_upstream(name):
         close(terms[key].numpy(), DATA[f"{name}/loss_{key}"], rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(META["classifiers"]))
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_classifier_logits_match_upstream(name):
-    case = META["classifiers"][name]
-    x = DATA[f"{name}/x"]
-    cfg = case_config(case["kwargs"], x.shape[-1], classifier=True)
-    model = build_with_upstream_weights(cfg, case["shapes"])
+    _, model = _model(name, rescale=False)
     with paddle.no_grad():
-        logits = model(paddle.to_tensor(x), paddle.to_tensor(DATA[f"{name}/t"])).numpy()
+        logits = model(paddle.to_tensor(DATA[f"{name}/x"]),
+                       paddle.to_tensor(DATA[f"{name}/t"])).numpy()
     close(logits, DATA[f"{name}/logits"])
 
 
 def test_cosine_4000_betas_and_respacing_match_upstream():
     np.testing.assert_allclose(get_beta_schedule("cosine", 4000, 0, 0),
-                               DATA["cosine4000_betas"], rtol=1e-10, atol=0)   # float64 rounding
+                               DATA["betas/4000_cosine"], rtol=1e-10, atol=0)   # float64 rounding
     for T, spec, steps in META["spacings"]:
         assert space_timesteps(T, spec) == steps, (T, spec)
 

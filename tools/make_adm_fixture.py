@@ -1,7 +1,8 @@
 """Regenerate tests/fixtures/adm_parity.npz from improved-diffusion's and guided-diffusion's
 own code (PyTorch, CPU).
 
-Each case is a scaled-down network in the shapes of a public checkpoint family. Every
+Each case is a scaled-down network in the shapes of a public checkpoint family, built where
+possible by upstream's own flag parsing from flags as its READMEs write them. Every
 weight is random (tests/legacy_weights.py ``fill_weights``, a function of the parameter's
 name), so upstream's zero-initialised output layers do not hide anything. Stored: the
 upstream key names and shapes, the input, the network's output, and for the diffusion
@@ -18,6 +19,7 @@ only imported, nothing of it is copied).
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -28,56 +30,61 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 from legacy_weights import fill_weights  # noqa: E402  (the same weights the test rebuilds)
 
-# name -> (package, constructor kwargs, diffusion kwargs or None, image size, batch)
-# The families: improved-diffusion CIFAR-10 (multi-head legacy order, scale-shift, learned
-# sigma, 4000 cosine steps, rescaled timesteps), its ImageNet-64 conditional, its LSUN
-# 256 (6 levels, one head, no scale-shift); guided-diffusion 64 (new order, head width,
-# resblock up/down, labels), 128 (legacy order with 4 heads), 256 unconditional (6 levels)
-# and 512 (channel_mult 0.5, 7 levels).
+# Cases built by upstream's own flag parsing (script_util: add_dict_to_argparser,
+# create_model_and_diffusion / create_classifier_and_diffusion), the flags as its README
+# writes them with the sizes scaled down: name -> (package, flags, batch).
+FLAG_CASES = {
+    # improved-diffusion CIFAR-10 (public: --num_channels 128 --num_res_blocks 3): four
+    # heads in the legacy order, scale-shift, learned sigma, 4000 cosine steps, rescaled t.
+    "improved_cifar10": ("improved_diffusion", "--image_size 32 --num_channels 32 "
+                         "--num_res_blocks 2 --learn_sigma True --dropout 0.3 --diffusion_steps "
+                         "4000 --noise_schedule cosine --timestep_respacing ddim50", 2),
+    # guided-diffusion 64x64: new attention order, 64-wide heads (here 32), resblock up/down
+    "guided_64": ("guided_diffusion", "--attention_resolutions 32,16,8 --class_cond True "
+                  "--diffusion_steps 1000 --dropout 0.1 --image_size 32 --channel_mult 1,2,3,4 "
+                  "--learn_sigma True --noise_schedule cosine --num_channels 32 "
+                  "--num_head_channels 32 --num_res_blocks 2 --resblock_updown True "
+                  "--use_new_attention_order True --use_scale_shift_norm True "
+                  "--timestep_respacing 250", 2),
+    # guided-diffusion 128x128: four heads in the legacy order
+    "guided_128": ("guided_diffusion", "--attention_resolutions 32,16,8 --class_cond True "
+                   "--diffusion_steps 1000 --image_size 32 --channel_mult 1,1,2,3,4 "
+                   "--learn_sigma True --noise_schedule linear --num_channels 32 --num_heads 4 "
+                   "--num_res_blocks 1 --resblock_updown True --use_scale_shift_norm True", 2),
+    # guided-diffusion 256x256 unconditional (and the LSUN models): six levels
+    "guided_256_uncond": ("guided_diffusion", "--attention_resolutions 32,16,8 --class_cond "
+                          "False --diffusion_steps 1000 --image_size 32 --channel_mult "
+                          "1,1,2,2,4,4 --learn_sigma True --noise_schedule linear "
+                          "--num_channels 32 --num_head_channels 32 --num_res_blocks 1 "
+                          "--resblock_updown True --use_scale_shift_norm True", 1),
+    # guided-diffusion's classifiers (public: width 128, depth 2 or 4, 64-wide heads)
+    "classifier_64": ("guided_classifier", "--image_size 64 --classifier_attention_resolutions "
+                      "32,16,8 --classifier_depth 1 --classifier_width 64 --classifier_pool "
+                      "attention --classifier_resblock_updown True "
+                      "--classifier_use_scale_shift_norm True", 1),
+}
+# Shapes upstream's flags cannot make at a small size, built from the constructors:
+# name -> (package, kwargs, diffusion kwargs or None, image size, batch).
 CASES = {
-    "improved_cifar10": ("improved_diffusion", dict(
-        in_channels=3, model_channels=32, out_channels=6, num_res_blocks=2,
-        attention_resolutions=(2, 4), dropout=0.3, channel_mult=(1, 2, 2, 2), num_heads=4,
-        use_scale_shift_norm=True),
-        dict(steps=4000, noise_schedule="cosine", learn_sigma=True, rescale_timesteps=True,
-             rescale_learned_sigmas=True, timestep_respacing="ddim50"), 32, 2),
+    # improved-diffusion ImageNet-64 conditional (1000 classes, unrescaled sigmas and t)
     "improved_imagenet64_cond": ("improved_diffusion", dict(
         in_channels=3, model_channels=32, out_channels=6, num_res_blocks=2,
-        attention_resolutions=(2, 4), channel_mult=(1, 2, 3, 4), num_heads=4, num_classes=10,
-        use_scale_shift_norm=True),
+        attention_resolutions=(2, 4), channel_mult=(1, 2, 3, 4), num_heads=4,
+        num_classes=1000, use_scale_shift_norm=True),
         dict(steps=4000, noise_schedule="cosine", learn_sigma=True, rescale_timesteps=False,
              rescale_learned_sigmas=False, timestep_respacing="10,10,10"), 32, 2),
+    # improved-diffusion LSUN 256: six levels, one head, no scale-shift
     "improved_lsun256": ("improved_diffusion", dict(
         in_channels=3, model_channels=32, out_channels=6, num_res_blocks=1,
         attention_resolutions=(4,), channel_mult=(1, 1, 2, 2, 4, 4), num_heads=1,
         use_scale_shift_norm=False), None, 32, 1),
-    "guided_64": ("guided_diffusion", dict(
-        image_size=32, in_channels=3, model_channels=32, out_channels=6, num_res_blocks=2,
-        attention_resolutions=(1, 2, 4), dropout=0.1, channel_mult=(1, 2, 3, 4),
-        num_classes=10, num_head_channels=32, use_scale_shift_norm=True, resblock_updown=True,
-        use_new_attention_order=True),
-        dict(steps=1000, noise_schedule="cosine", learn_sigma=True, timestep_respacing="250"),
-        32, 2),
-    "guided_128": ("guided_diffusion", dict(
-        image_size=32, in_channels=3, model_channels=32, out_channels=6, num_res_blocks=1,
-        attention_resolutions=(2, 4), channel_mult=(1, 1, 2, 3, 4), num_classes=10,
-        num_heads=4, use_scale_shift_norm=True, resblock_updown=True),
-        dict(steps=1000, noise_schedule="linear", learn_sigma=True, timestep_respacing=""),
-        32, 2),
-    "guided_256_uncond": ("guided_diffusion", dict(
-        image_size=32, in_channels=3, model_channels=32, out_channels=6, num_res_blocks=1,
-        attention_resolutions=(2, 4), channel_mult=(1, 1, 2, 2, 4, 4), num_head_channels=32,
-        use_scale_shift_norm=True, resblock_updown=True), None, 32, 1),
+    # guided-diffusion 512x512: channel_mult 0.5, seven levels
     "guided_512": ("guided_diffusion", dict(
         image_size=64, in_channels=3, model_channels=64, out_channels=6, num_res_blocks=1,
-        attention_resolutions=(4, 8), channel_mult=(0.5, 1, 1, 2, 2, 4, 4), num_classes=10,
+        attention_resolutions=(4, 8), channel_mult=(0.5, 1, 1, 2, 2, 4, 4), num_classes=1000,
         num_head_channels=32, use_scale_shift_norm=True, resblock_updown=True), None, 64, 1),
 }
 CLASSIFIERS = {
-    "classifier_attention": dict(
-        image_size=32, in_channels=3, model_channels=32, out_channels=10, num_res_blocks=1,
-        attention_resolutions=(1, 2, 4), channel_mult=(1, 2, 3, 4), num_head_channels=32,
-        use_scale_shift_norm=True, resblock_updown=True, pool="attention"),
     "classifier_adaptive": dict(
         image_size=32, in_channels=3, model_channels=32, out_channels=10, num_res_blocks=1,
         attention_resolutions=(4,), channel_mult=(1, 2, 2), num_heads=2, pool="adaptive"),
@@ -128,46 +135,90 @@ def main():
     from improved_diffusion import unet as iunet
     th.manual_seed(0)
     rng = np.random.default_rng(2024)
-    result, meta = {}, {"cases": {}, "classifiers": {}, "spacings": []}
-    for name, (package, kwargs, diffusion, size, batch) in CASES.items():
-        net = (iunet if package == "improved_diffusion" else gunet).UNetModel(**kwargs)
+    result, meta = {}, {"cases": {}, "flag_cases": {}, "flag_classifiers": {}, "classifiers": {},
+                    "spacings": []}
+    scripts = {"improved_diffusion": iscript, "guided_diffusion": gscript}
+
+    def run_case(name, net, spaced, base, size, batch, num_classes, stored):
         shapes = load_random(net, th)
         x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
-        T = diffusion["steps"] if diffusion else 1000
+        T = base.num_timesteps if base is not None else 1000
         t = rng.integers(0, T, size=batch).astype(np.int64)
-        y = (rng.integers(0, kwargs["num_classes"], size=batch).astype(np.int64)
-             if kwargs.get("num_classes") else None)
+        y = rng.integers(0, num_classes, size=batch).astype(np.int64) if num_classes else None
         extra = {} if y is None else {"y": th.from_numpy(y)}
         with th.no_grad():
             out = net(th.from_numpy(x), th.from_numpy(t).float(), **extra).numpy()
         result.update({f"{name}/x": x, f"{name}/t": t, f"{name}/out": out})
         if y is not None:
             result[f"{name}/y"] = y
-        meta["cases"][name] = {"package": package, "kwargs": kwargs, "diffusion": diffusion,
-                               "shapes": shapes}
+        stored["shapes"] = shapes
+        if spaced is None:
+            return
+        ts = rng.integers(0, len(spaced.use_timesteps), size=batch).astype(np.int64)
+        with th.no_grad():
+            pmv = spaced.p_mean_variance(net, th.from_numpy(x), th.from_numpy(ts),
+                                         clip_denoised=True, model_kwargs=extra)
+        for key in ("mean", "log_variance", "pred_xstart"):
+            result[f"{name}/pmv_{key}"] = pmv[key].numpy()
+        result[f"{name}/pmv_t"] = ts
+        noise = rng.standard_normal(x.shape).astype(np.float32)
+        x0 = np.tanh(x).astype(np.float32)
+        with th.no_grad():
+            terms = base.training_losses(net, th.from_numpy(x0), th.from_numpy(t),
+                                         model_kwargs=extra, noise=th.from_numpy(noise))
+        result[f"{name}/loss_x0"] = x0
+        result[f"{name}/loss_noise"] = noise
+        for key, value in terms.items():
+            result[f"{name}/loss_{key}"] = value.numpy()
+        kind = "cosine" if base.betas[-1] > 0.5 else "linear"   # cosine ends at 0.999
+        stored["betas"] = f"betas/{base.num_timesteps}_{kind}"     # one copy per schedule
+        result[stored["betas"]] = base.betas
+
+    for name, (package, flags, batch) in FLAG_CASES.items():
+        classifier = package == "guided_classifier"
+        script = gscript if classifier else scripts[package]
+        defaults = (script.classifier_and_diffusion_defaults() if classifier
+                    else script.model_and_diffusion_defaults())
+        parser = argparse.ArgumentParser()
+        script.add_dict_to_argparser(parser, defaults)
+        values = script.args_to_dict(parser.parse_args(shlex.split(flags)), defaults.keys())
+        stored = {"package": package, "flags": flags}
+        if classifier:
+            net, _ = script.create_classifier_and_diffusion(**values)
+            shapes = load_random(net, th)
+            size = values["image_size"]
+            x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+            t = rng.integers(0, 1000, size=batch).astype(np.int64)
+            with th.no_grad():
+                logits = net(th.from_numpy(x), th.from_numpy(t).float()).numpy()
+            result.update({f"{name}/x": x, f"{name}/t": t, f"{name}/logits": logits})
+            stored["shapes"] = shapes
+            meta["flag_classifiers"][name] = stored
+            continue
+        net, spaced = script.create_model_and_diffusion(**values)
+        base = script.create_gaussian_diffusion(**{
+            k: v for k, v in dict(steps=values["diffusion_steps"], learn_sigma=values["learn_sigma"],
+                                  sigma_small=values.get("sigma_small", False),
+                                  noise_schedule=values["noise_schedule"], use_kl=values["use_kl"],
+                                  predict_xstart=values["predict_xstart"],
+                                  rescale_timesteps=values["rescale_timesteps"],
+                                  rescale_learned_sigmas=values["rescale_learned_sigmas"],
+                                  timestep_respacing="").items()
+            if k != "sigma_small" or package == "improved_diffusion"})
+        stored["respacing"] = values["timestep_respacing"]
+        run_case(name, net, spaced, base, values["image_size"], batch,
+                 1000 if values["class_cond"] else None, stored)
+        meta["flag_cases"][name] = stored
+
+    for name, (package, kwargs, diffusion, size, batch) in CASES.items():
+        net = (iunet if package == "improved_diffusion" else gunet).UNetModel(**kwargs)
+        spaced = base = None
         if diffusion:
-            script = iscript if package == "improved_diffusion" else gscript
-            spaced = script.create_gaussian_diffusion(**diffusion)
-            k = len(spaced.use_timesteps)
-            ts = rng.integers(0, k, size=batch).astype(np.int64)
-            with th.no_grad():
-                pmv = spaced.p_mean_variance(net, th.from_numpy(x), th.from_numpy(ts),
-                                             clip_denoised=True, model_kwargs=extra)
-            for key in ("mean", "log_variance", "pred_xstart"):
-                result[f"{name}/pmv_{key}"] = pmv[key].numpy()
-            result[f"{name}/pmv_t"] = ts
-            full = dict(diffusion, timestep_respacing="")
-            base = script.create_gaussian_diffusion(**full)
-            noise = rng.standard_normal(x.shape).astype(np.float32)
-            x0 = np.tanh(x).astype(np.float32)
-            with th.no_grad():
-                terms = base.training_losses(net, th.from_numpy(x0), th.from_numpy(t),
-                                             model_kwargs=extra, noise=th.from_numpy(noise))
-            result[f"{name}/loss_x0"] = x0
-            result[f"{name}/loss_noise"] = noise
-            for key, value in terms.items():
-                result[f"{name}/loss_{key}"] = value.numpy()
-            result[f"{name}/betas"] = base.betas
+            spaced = scripts[package].create_gaussian_diffusion(**diffusion)
+            base = scripts[package].create_gaussian_diffusion(**dict(diffusion, timestep_respacing=""))
+        stored = {"package": package, "kwargs": kwargs, "diffusion": diffusion}
+        run_case(name, net, spaced, base, size, batch, kwargs.get("num_classes"), stored)
+        meta["cases"][name] = stored
     for name, kwargs in CLASSIFIERS.items():
         net = gunet.EncoderUNetModel(**kwargs)
         shapes = load_random(net, th)
@@ -179,7 +230,7 @@ def main():
         meta["classifiers"][name] = {"kwargs": kwargs, "shapes": shapes}
     for T, spec in SPACINGS:
         meta["spacings"].append([T, spec, sorted(grespace.space_timesteps(T, spec))])
-    result["cosine4000_betas"] = ggd.get_named_beta_schedule("cosine", 4000)
+    result["betas/4000_cosine"] = ggd.get_named_beta_schedule("cosine", 4000)
     result["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     np.savez_compressed(args.out, **result)
     print("wrote", os.path.abspath(args.out), f"{os.path.getsize(args.out) / 1e6:.2f} MB")
