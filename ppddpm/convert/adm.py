@@ -85,7 +85,14 @@ def check_against_flags(state: Mapping, cfg: Config, classifier: bool) -> None:
         res //= 2
     want = sorted({r for r in m.attn_resolutions if r in
                    [m.resolution >> i for i in range(levels)]})
-    if sorted(set(attn_at)) != want:
+    found = sorted(set(attn_at))
+    if found != want and want and len(found) == len(want):
+        ratio = want[0] / found[0] if found[0] else 0
+        if ratio != 1 and all(w == f * ratio for w, f in zip(want, found)):
+            raise _mismatch("--image_size", m.resolution, int(m.resolution / ratio),
+                            f"the input_blocks' attention layers (at {found} for "
+                            "--attention_resolutions " + ",".join(map(str, want[::-1])) + ")")
+    if found != want:
         flag = ("--classifier_attention_resolutions" if classifier else "--attention_resolutions")
         raise _mismatch(flag, ",".join(map(str, sorted(want, reverse=True))) or "''",
                         ",".join(map(str, sorted(set(attn_at), reverse=True))),

@@ -70,7 +70,7 @@ def parse_flags(text: str, family: str, classifier: bool = False) -> Dict[str, o
             continue
         if key not in defaults:
             kind = "classifier" if classifier else "model"
-            raise ConfigError(f"--flags: {flag} is not a {family} {kind} or diffusion flag; "
+            raise ConfigError(f"--flags: {flag} is not one of {family}'s {kind} or diffusion flags; "
                               f"known: {', '.join('--' + k for k in sorted(defaults))}")
         values[key] = _typed(raw, defaults[key], flag)
     values["_ignored"] = extra
