@@ -21,13 +21,14 @@ from ..version import __version__
 from .adm import FAMILIES as ADM_FAMILIES
 from .adm import convert_adm
 from .diffusers import convert_diffusers_unet
+from .mmgen import convert_mmgen
 from .original import convert_original, detect_legacy_arch, legacy_config, legacy_model_config
 from .pretrained import save_inference_file
 
 __all__ = ["convert_original", "convert_training", "convert_diffusers", "convert_file",
            "write_inference", "detect_legacy_arch", "legacy_config", "legacy_model_config"]
 
-SOURCES = ("original", "diffusers", "training") + ADM_FAMILIES
+SOURCES = ("original", "diffusers", "training") + ADM_FAMILIES + ("mmgen",)
 FLAG_SOURCES = ADM_FAMILIES   # sources whose network is described by upstream's --flags
 
 
@@ -87,6 +88,8 @@ def convert_file(source: str, src: str, use_ema: bool = True, flags: str = "") -
     """Dispatch on ``source`` (one of SOURCES); ``flags``: upstream's flags (FLAG_SOURCES)."""
     if source in ADM_FAMILIES:
         return convert_adm(src, source, flags, _checked_state)
+    if source == "mmgen":
+        return convert_mmgen(src, _checked_state, use_ema=use_ema)
     if source == "original":
         return convert_original(src, use_ema=use_ema)
     if source == "training":

@@ -30,6 +30,9 @@ sources (--from):
              upstream's README writes MODEL_FLAGS and DIFFUSION_FLAGS (classifiers:
              CLASSIFIER_FLAGS); left-out flags take upstream's defaults. Read
              without PyTorch; fp16-trained weights are stored in float32.
+  mmgen      an mmgeneration Improved-DDPM checkpoint (ddpm_cosine_hybird_timestep-4k_
+             *.pth): its EMA network ("denoising_ema"; --weights raw: "denoising"), the
+             sizes read off the weights, T and the schedule off its stored config's text.
   diffusers  a diffusers UNet2DModel folder (config.json and
              diffusion_pytorch_model.safetensors, with its scheduler config), e.g. a
              download of google/ddpm-cifar10-32. Read with safetensors' numpy API, so
@@ -76,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="improved-diffusion / guided-diffusion: upstream's MODEL_FLAGS and "
                          "DIFFUSION_FLAGS (classifiers: CLASSIFIER_FLAGS) in one quoted string")
     ap.add_argument("--weights", choices=("ema", "raw"), default="ema",
-                    help="original/training checkpoints: write the EMA weights (default) or "
+                    help="original/training/mmgen checkpoints: write the EMA weights (default) or "
                          "the raw training weights (the non-EMA twin)")
     return ap
 
