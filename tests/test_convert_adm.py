@@ -3,6 +3,7 @@ upstream's layout (written here without PyTorch, random weights of the parity fi
 cases) become inference files whose networks give upstream's outputs; flags that disagree
 with the weights are named in one line; no PyTorch is needed and no pickled code runs."""
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -17,6 +18,7 @@ from helpers_inception import write_pth
 from legacy_weights import fill_weights
 from ppddpm import load_pretrained
 from ppddpm.convert.__main__ import main as convert_main
+from ppddpm.convert.adm_flags import flags_config, parse_flags
 from ppddpm.diffusion.respace import respace
 
 DATA, META = load_fixture()
@@ -204,3 +206,32 @@ def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, family):
     proc = convert("--from", family, "--src", src, "--out", str(tmp_path / "o.pdparam"))
     assert proc.returncode == 2 and "posix.system" in proc.stderr, proc.stderr
     assert not marker.exists()
+
+
+def readme_rows():
+    """(file, --from, flags) of the README's checkpoint table rows that spell out flags."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        for line in fh:
+            m = re.match(r"\| `([^`]+)`.*\| `(improved-diffusion|guided-diffusion)`: `([^`]+)` \|", line)
+            if m:
+                yield m.groups()
+
+
+def test_every_flag_line_of_the_readme_table_describes_a_buildable_network():
+    """Read by the converter's parser into the config of each public file (not built)."""
+    rows = {name: (family, flags) for name, family, flags in readme_rows()}
+    assert len(rows) == 13
+    for name, (family, flags) in rows.items():
+        classifier = "classifier" in name
+        cfg = flags_config(parse_flags(flags, family, classifier), family, classifier)
+        assert cfg.model.arch == ("adm_classifier" if classifier else "adm"), name
+    family, flags = rows["512x512_diffusion.pt"]
+    m = flags_config(parse_flags(flags, family), family).model
+    assert (m.ch, m.ch_mult, m.time_embed_ch) == (128, [1, 2, 2, 4, 4, 8, 8], 256)
+    family, flags = rows["64x64_classifier.pt"]
+    m = flags_config(parse_flags(flags, family, True), family, True).model
+    assert (m.ch, m.num_res_blocks, m.num_head_channels, m.attn_resolutions) == (128, 4, 64, [32, 16, 8])
+    family, flags = rows["cifar10_uncond_50M_500K.pt"]
+    cfg = flags_config(parse_flags(flags, family), family)
+    assert cfg.model.rescale_timesteps and cfg.diffusion.loss_type == "hybrid"
+    assert cfg.diffusion.num_diffusion_steps == 4000 and cfg.model.dropout == 0.3

@@ -41,7 +41,9 @@ CHANNEL_MULT = {
                          128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4)},
 }
 # Flags of upstream's scripts that do not change the network or the diffusion: accepted, so
-# that whole README lines can be pasted, and not used (fp16 models are stored in fp32).
+# that whole README lines can be pasted, and not used (fp16 models are stored in fp32); so
+# are a classifier's flags when converting a model, and a model's when converting a classifier
+# (classifier_sample.py takes both).
 IGNORED = {"use_fp16", "classifier_use_fp16", "use_checkpoint", "batch_size", "num_samples",
            "model_path", "classifier_path", "classifier_scale", "clip_denoised", "lr",
            "microbatch", "ema_rate", "log_interval", "save_interval", "resume_checkpoint",
@@ -65,7 +67,9 @@ def parse_flags(text: str, family: str, classifier: bool = False) -> Dict[str, o
             raise ConfigError(f"--flags: expected '--name value' pairs as in upstream's README, "
                               f"got {flag!r}{'' if words else ' without a value'}")
         key, raw = flag[2:].replace("-", "_"), words.pop(0)
-        if key in IGNORED or (not classifier and key.startswith("classifier_")):
+        other_net = (key.startswith("classifier_") if not classifier
+                     else key in DEFAULTS["guided-diffusion"])   # the other network's flags
+        if key in IGNORED or (other_net and key not in defaults):
             extra[key] = raw
             continue
         if key not in defaults:
