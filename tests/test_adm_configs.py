@@ -6,7 +6,7 @@ import os
 import paddle
 from PIL import Image
 
-from helpers_cli import ROOT, grid_size, run
+from helpers_cli import ROOT, grid_size, in_process_cli, run
 from helpers_data import make_fake_cifar10, make_fake_image_tree
 from ppddpm.config import load_config
 
@@ -68,3 +68,19 @@ def test_adm_imagenet64_trains_on_class_folders_and_samples_a_class(tmp_path):
     run("run_imagenet64.py", *common, "--mode", "denoise", "--pretrained_path", str(inference),
         "--class_label", "female", cwd=tmp_path)
     assert Image.open(tmp_path / "sample" / "sample_ddpm_adm_imagenet64.png").size == grid_size(2, 2)
+
+
+BAD = [("model.num_heads=5", "model.num_heads must be a divisor of every attention width"),
+       ("model.num_head_channels=48", "model.num_head_channels must be a divisor"),
+       ("model.num_heads_upsample=0", "model.num_heads_upsample must be -1 (not set) or >= 1"),
+       ("model.classifier_pool=max", "model.classifier_pool='max' is not known"),
+       ("model.ch=48", "model.ch must be a multiple of model.norm_groups=32"),
+       ("diffusion.loss_type=rescaled", "diffusion.loss_type='rescaled' is not known")]
+
+
+def test_bad_adm_settings_are_one_line_naming_the_key(tmp_path, capsys, monkeypatch):
+    call = in_process_cli(tmp_path, capsys, monkeypatch,
+                          f"base: {ROOT}/configs/improved_cifar10.yaml\n")
+    for override, words in BAD:
+        status, err = call("--mode", "denoise", "--pretrained_path", "x.pdparam", "-o", override)
+        assert status == 2 and len(err.strip().splitlines()) == 1 and words in err, (override, err)

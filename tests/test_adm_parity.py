@@ -138,3 +138,18 @@ def test_improved_cifar10_network_has_52_546_438_parameters():
     with paddle.LazyGuard():
         model = build_model(cfg.model)
     assert count_parameters(model) == 52_546_438
+
+
+def test_rescaled_kl_loss_matches_upstream_use_kl():
+    """--use_kl True: the bound's term times T (upstream's RESCALED_KL), ppddpm's rescaled_kl."""
+    name = "improved_cifar10"
+    _, kw = _inputs(name)
+    cfg, model = _model(name, rescale=True)
+    cfg.diffusion.loss_type = "rescaled_kl"
+    diffusion = GaussianDiffusion.from_config(cfg.diffusion)
+    with paddle.no_grad():
+        terms = diffusion.training_losses(model, paddle.to_tensor(DATA[f"{name}/loss_x0"]),
+                                          paddle.to_tensor(DATA[f"{name}/t"]),
+                                          noise=paddle.to_tensor(DATA[f"{name}/loss_noise"]),
+                                          model_kwargs=kw)
+    close(terms["loss"].numpy(), DATA[f"{name}/loss_rescaled_kl"], rtol=1e-4)

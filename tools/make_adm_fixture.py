@@ -138,6 +138,7 @@ def main():
     result, meta = {}, {"cases": {}, "flag_cases": {}, "flag_classifiers": {}, "classifiers": {},
                     "spacings": []}
     scripts = {"improved_diffusion": iscript, "guided_diffusion": gscript}
+    base_kwargs, script_of = {}, {}
 
     def run_case(name, net, spaced, base, size, batch, num_classes, stored):
         shapes = load_random(net, th)
@@ -166,6 +167,12 @@ def main():
         with th.no_grad():
             terms = base.training_losses(net, th.from_numpy(x0), th.from_numpy(t),
                                          model_kwargs=extra, noise=th.from_numpy(noise))
+        if name == "improved_cifar10":   # the same run trained on L_vlb (--use_kl True)
+            with th.no_grad():
+                kl = script_of[name].create_gaussian_diffusion(**dict(base_kwargs[name], use_kl=True))
+                result[f"{name}/loss_rescaled_kl"] = kl.training_losses(
+                    net, th.from_numpy(x0), th.from_numpy(t), model_kwargs=extra,
+                    noise=th.from_numpy(noise))["loss"].numpy()
         result[f"{name}/loss_x0"] = x0
         result[f"{name}/loss_noise"] = noise
         for key, value in terms.items():
@@ -196,7 +203,7 @@ def main():
             meta["flag_classifiers"][name] = stored
             continue
         net, spaced = script.create_model_and_diffusion(**values)
-        base = script.create_gaussian_diffusion(**{
+        base_kwargs[name] = {
             k: v for k, v in dict(steps=values["diffusion_steps"], learn_sigma=values["learn_sigma"],
                                   sigma_small=values.get("sigma_small", False),
                                   noise_schedule=values["noise_schedule"], use_kl=values["use_kl"],
@@ -204,7 +211,9 @@ def main():
                                   rescale_timesteps=values["rescale_timesteps"],
                                   rescale_learned_sigmas=values["rescale_learned_sigmas"],
                                   timestep_respacing="").items()
-            if k != "sigma_small" or package == "improved_diffusion"})
+            if k != "sigma_small" or package == "improved_diffusion"}
+        script_of[name] = script
+        base = script.create_gaussian_diffusion(**base_kwargs[name])
         stored["respacing"] = values["timestep_respacing"]
         run_case(name, net, spaced, base, values["image_size"], batch,
                  1000 if values["class_cond"] else None, stored)
