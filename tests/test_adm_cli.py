@@ -10,6 +10,7 @@ from helpers_cli import grid_size, run
 from helpers_inception import write_pth
 from legacy_weights import fill_weights
 from ppddpm.convert.__main__ import main as convert_main
+from test_convert_mmgen import write_mmgen_checkpoint
 
 _, META = load_fixture()
 
@@ -27,7 +28,11 @@ def converted(tmp_path, name, family, ext="pdparam"):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("adm_cli")
-    return d, {"improved": converted(d, "improved_cifar10", "improved-diffusion"),
+    write_mmgen_checkpoint(d / "mmgen.pth")
+    assert convert_main(["--from", "mmgen", "--src", str(d / "mmgen.pth"), "--out",
+                         str(d / "mmgen.pdparam")]) == 0
+    return d, {"mmgen": str(d / "mmgen.pdparam"),
+               "improved": converted(d, "improved_cifar10", "improved-diffusion"),
                "guided": converted(d, "guided_64", "guided-diffusion", "safetensors"),
                "classifier": converted(d, "classifier_64", "guided-diffusion")}
 
@@ -37,12 +42,13 @@ def grid(path):
         return im.size, np.asarray(im.convert("RGB"))
 
 
-def test_improved_diffusion_file_samples_a_grid_with_ddim(files):
+@pytest.mark.parametrize("family", ["improved", "mmgen"])
+def test_improved_diffusion_and_mmgen_files_sample_a_grid_with_ddim(files, family):
     d, f = files
-    run("run_cifar10.py", "--mode", "denoise", "--pretrained_path", f["improved"],
+    run("run_cifar10.py", "--mode", "denoise", "--pretrained_path", f[family],
         "--sampler", "ddim", "--ddim_steps", "5", "--num_images", "4-2-2",
-        "--sample_postfix", "improved", cwd=d)
-    size, pixels = grid(d / "sample" / "sample_improved.png")
+        "--sample_postfix", family, cwd=d)
+    size, pixels = grid(d / "sample" / f"sample_{family}.png")
     assert size == grid_size(2, 2) and pixels.std() > 10
 
 

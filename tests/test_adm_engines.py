@@ -5,13 +5,14 @@ import numpy as np
 import paddle
 import pytest
 
-from ppddpm.config import ModelConfig
+from ppddpm.config import Config, ModelConfig
+from ppddpm.config.names import SAMPLERS
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.diffusion.schedules import get_beta_schedule
 from ppddpm.engines import InferenceModel
 from ppddpm.engines import onnx as engine_onnx
 from ppddpm.models import build_model
-from ppddpm.samplers import DDPMSampler
+from ppddpm.samplers import DDPMSampler, build_sampler
 
 SHAPE = [3, 16, 16]
 T = 20
@@ -69,3 +70,16 @@ def test_ddpm_with_learned_range_samples_the_same_on_the_engine(tmp_path):
     b = s.sample(model, [2] + SHAPE, seed=3, progress=False, y=y).numpy()
     assert a.std() > 0.1
     np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_runs_the_adm_network_with_labels(name):
+    """Learned sigma through the mean part (DDIM and the solvers take the first half)."""
+    model = tiny_adm(seed=3, num_heads=2)
+    betas = get_beta_schedule("linear", T, 1e-4, 0.05)
+    cfg = Config().sample
+    cfg.sampler, cfg.num_steps = name, 4
+    sampler = build_sampler(GaussianDiffusion(betas, var_type="learned_range"), cfg)
+    x = sampler.sample(model, [2] + SHAPE, seed=1, progress=False,
+                       y=paddle.to_tensor([0, 2])).numpy()
+    assert x.shape == (2, 3, 16, 16) and np.isfinite(x).all() and x.std() > 0.05

@@ -16,6 +16,7 @@ from helpers_adm import case_shapes, load_fixture
 from helpers_cli import ROOT
 from helpers_inception import write_pth
 from legacy_weights import fill_weights
+from test_convert_mmgen import write_mmgen_checkpoint
 from ppddpm import load_pretrained
 from ppddpm.convert.__main__ import main as convert_main
 from ppddpm.convert.adm_flags import flags_config, parse_flags
@@ -180,10 +181,13 @@ runpy.run_module("ppddpm.convert", run_name="__main__")
 
 
 def test_converters_run_where_import_torch_fails(tmp_path):
+    write_mmgen_checkpoint(tmp_path / "mmgen.pth")
     for name, family in (("improved_cifar10", "improved-diffusion"),
-                         ("classifier_64", "guided-diffusion")):
-        src = upstream_pt(tmp_path / f"{name}.pt", name)
-        proc = convert("--from", family, "--src", src, "--flags", flags_of(name), "--out",
+                         ("classifier_64", "guided-diffusion"), ("mmgen", "mmgen")):
+        src = (str(tmp_path / "mmgen.pth") if family == "mmgen"
+               else upstream_pt(tmp_path / f"{name}.pt", name))
+        flags = [] if family == "mmgen" else ["--flags", flags_of(name)]
+        proc = convert("--from", family, "--src", src, *flags, "--out",
                        str(tmp_path / f"{name}.safetensors"), code=BLOCK_TORCH)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert os.path.getsize(tmp_path / f"{name}.safetensors") > 0
