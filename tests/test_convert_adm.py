@@ -128,7 +128,10 @@ WRONG = [("--num_channels", "64", "--num_channels 64 does not match the weights"
          ("--resblock_updown", "False", "--resblock_updown False does not match"),
          ("--image_size", "64", "--image_size 64 does not match the weights"),
          ("--frobnicate", "1", "--frobnicate is not one of guided-diffusion's model or diffusion flags"),
-         ("--learn_sigma", "maybe", "--learn_sigma takes True or False")]
+         ("--learn_sigma", "maybe", "--learn_sigma takes True or False"),
+         ("--channel_mult", "0.5,1", "--channel_mult takes comma-separated positive integers"),
+         ("--num_channels", "wide", "--num_channels takes an integer"),
+         ("--noise_schedule", "sqrt", "--noise_schedule takes linear or cosine")]
 
 
 def test_flags_that_disagree_with_the_weights_are_one_line_naming_the_flag(tmp_path, capsys):

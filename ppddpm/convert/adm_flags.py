@@ -113,11 +113,12 @@ def channel_widths(values: Dict, family: str, classifier: bool) -> Tuple[int, Li
     text = "" if classifier else values.get("channel_mult", "")
     if text:
         try:
-            mult = tuple(float(v) for v in text.split(","))   # upstream: int(ch_mult)
-            mult = tuple(float(int(m)) for m in mult)
+            mult = tuple(int(v) for v in text.split(","))      # upstream: int(ch_mult)
         except ValueError:
-            raise ConfigError(f"--flags: --channel_mult takes comma-separated integers, "
-                              f"got {text!r}") from None
+            mult = ()
+        if not mult or min(mult) < 1:
+            raise ConfigError(f"--flags: --channel_mult takes comma-separated positive "
+                              f"integers, got {text!r}")
     else:
         table = CHANNEL_MULT["guided-diffusion" if classifier else family]
         if size not in table:
@@ -149,7 +150,7 @@ def attention_resolutions(text: str, size: int, flag: str) -> List[int]:
 
 def flags_config(values: Dict, family: str, classifier: bool = False) -> Config:
     """The Config of the network and diffusion that upstream's flags describe."""
-    cfg, m, d = Config(), None, None
+    cfg = Config()
     m, d = cfg.model, cfg.diffusion
     size = values["image_size"]
     m.ch, m.ch_mult, model_ch = channel_widths(values, family, classifier)

@@ -41,13 +41,13 @@ class Encoder(nn.Layer):
         attn_res = set(cfg.attn_resolutions or [])
         ch = cfg.ch * cfg.ch_mult[0]
         blocks, widths, res = [TimestepSequential(conv(cfg.in_channels, ch))], [ch], cfg.resolution
-        heads = head_count
+        heads = lambda width: head_count(width, cfg.num_heads, cfg.num_head_channels)  # noqa: E731
         for level, mult in enumerate(cfg.ch_mult):
             for _ in range(cfg.num_res_blocks):
                 layers = [self.res(cfg, ch, cfg.ch * mult)]
                 ch = cfg.ch * mult
                 if res in attn_res:
-                    layers.append(self.attn(cfg, ch, heads(ch, cfg.num_heads, cfg.num_head_channels)))
+                    layers.append(self.attn(cfg, ch, heads(ch)))
                 blocks.append(TimestepSequential(*layers))
                 widths.append(ch)
             if level != len(cfg.ch_mult) - 1:
@@ -58,8 +58,7 @@ class Encoder(nn.Layer):
                 res //= 2
         self.input_blocks = nn.LayerList(blocks)
         self.middle_block = TimestepSequential(
-            self.res(cfg, ch, ch), self.attn(cfg, ch, heads(ch, cfg.num_heads, cfg.num_head_channels)),
-            self.res(cfg, ch, ch))
+            self.res(cfg, ch, ch), self.attn(cfg, ch, heads(ch)), self.res(cfg, ch, ch))
         self.skip_widths, self.out_ch, self.out_res = widths, ch, res
 
     def res(self, cfg, cin, cout, up=False, down=False):
