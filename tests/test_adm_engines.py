@@ -83,3 +83,31 @@ def test_every_sampler_runs_the_adm_network_with_labels(name):
     x = sampler.sample(model, [2] + SHAPE, seed=1, progress=False,
                        y=paddle.to_tensor([0, 2])).numpy()
     assert x.shape == (2, 3, 16, 16) and np.isfinite(x).all() and x.std() > 0.05
+
+
+def test_classifier_gradient_wrt_x_in_eval_mode():
+    """What classifier guidance takes: d log p(y | x_t) / dx by Paddle autograd, the weights
+    trainable, the network in eval mode (the oneDNN convolutions' PyLayer cannot give dx
+    alone, so eval mode with gradients runs Paddle's), equal to the Paddle backend's."""
+    from ppddpm.models.conv import conv_backend, set_conv_backend
+    cfg = ModelConfig(arch="adm_classifier", ch=32, ch_mult=[1, 2], num_res_blocks=1,
+                      resolution=16, attn_resolutions=[8], num_classes=5, num_head_channels=16,
+                      norm_eps=1e-5, use_scale_shift_norm=True, resblock_updown=True)
+    paddle.seed(0)
+    model = build_model(cfg)
+    model.eval()
+    x0 = paddle.randn([2, 3, 16, 16])
+
+    def grad():
+        x = x0.clone()
+        x.stop_gradient = False
+        logp = paddle.nn.functional.log_softmax(model(x, paddle.to_tensor([3, 7])), axis=-1)
+        return paddle.grad(logp[:, 1].sum(), x)[0].numpy()
+    got, before = grad(), conv_backend()
+    set_conv_backend("paddle")
+    try:
+        want = grad()
+    finally:
+        set_conv_backend(before)
+    assert np.abs(want).max() > 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
