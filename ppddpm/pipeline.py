@@ -12,6 +12,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import paddle
 
 from .config import Config, parse_num_images
+from .config.names import CLASSIFIER_ARCHS
 from .convert.pretrained import load_pretrained
 from .diffusion import GaussianDiffusion, short_chain_problem
 from .engines import make_engine
@@ -68,6 +69,10 @@ def prepare_sampling(cfg: Config, pretrained_path: Optional[str], engine: str = 
         raise CheckpointError("sampling needs --pretrained_path (an inference file, training "
                               "checkpoint or original .pdparam)")
     model, diffusion, file_cfg = load_pretrained(pretrained_path, map_config=map_config)
+    if file_cfg.model.arch in CLASSIFIER_ARCHS:
+        raise CheckpointError(f"{pretrained_path} is a noisy classifier (arch "
+                              f"{file_cfg.model.arch!r}), not a diffusion model: give a diffusion "
+                              "model as --pretrained_path and the classifier as --classifier_path")
     if var_type is not None and var_type != diffusion.var_type.value:
         diffusion = GaussianDiffusion(diffusion.betas, diffusion.mean_type, var_type,
                                       diffusion.loss_type)

@@ -42,19 +42,33 @@ def _ordered_dict() -> bytes:
 
 
 def write_pth(path: str, state) -> None:
-    """torch.save(state) for a flat {name: numpy array} dict, in the zip layout."""
-    body, blobs = [], []
-    for i, (name, arr) in enumerate(state.items()):
-        arr = np.ascontiguousarray(arr)
+    """torch.save(state) for a {name: numpy array} dict, in the zip layout; values may also
+    be nested dicts, text, ints and floats (as in a training checkpoint)."""
+    blobs = []
+
+    def value(obj) -> bytes:
+        if isinstance(obj, dict):
+            return (_ordered_dict() + b"(" + b"".join(_str(k) + value(v) for k, v in obj.items())
+                    + b"u")                                                # SETITEMS
+        if isinstance(obj, str):
+            return _str(obj)
+        if isinstance(obj, bool):
+            return b"\x88" if obj else b"\x89"                                # NEWTRUE/NEWFALSE
+        if isinstance(obj, int):
+            return _int(obj)
+        if isinstance(obj, float):
+            return b"G" + struct.pack(">d", obj)                              # BINFLOAT
+        arr = np.ascontiguousarray(obj)
+        i = len(blobs)
         stride = [int(s // arr.itemsize) for s in arr.strides]
         pid = _tuple([_str("storage"), _global("torch", _STORAGE[arr.dtype]), _str(str(i)),
                       _str("cpu"), _int(arr.size)]) + b"Q"               # BINPERSID
-        tensor = (_global("torch._utils", "_rebuild_tensor_v2") + b"(" + pid + _int(0)
-                  + _tuple(_int(d) for d in arr.shape) + _tuple(_int(s) for s in stride)
-                  + b"\x89" + _ordered_dict() + b"tR")                   # NEWFALSE, REDUCE
-        body.append(_str(name) + tensor)
         blobs.append(arr.astype(arr.dtype.newbyteorder("<")).tobytes())
-    pkl = b"\x80\x02" + _ordered_dict() + b"(" + b"".join(body) + b"u."   # SETITEMS, STOP
+        return (_global("torch._utils", "_rebuild_tensor_v2") + b"(" + pid + _int(0)
+                + _tuple(_int(d) for d in arr.shape) + _tuple(_int(s) for s in stride)
+                + b"\x89" + _ordered_dict() + b"tR")                      # NEWFALSE, REDUCE
+
+    pkl = b"\x80\x02" + value(dict(state)) + b"."                           # STOP
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr("archive/data.pkl", pkl)
         for i, blob in enumerate(blobs):

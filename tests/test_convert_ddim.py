@@ -18,7 +18,7 @@ from ppddpm.config import ModelConfig
 from ppddpm.convert.__main__ import main as convert_main
 from ppddpm.convert.ddim import ddim_model_config, map_state
 from ppddpm.convert.pretrained import load_pretrained
-from ppddpm.io.pth_reader import read_torch_checkpoint
+from ppddpm.io.pth_reader import read_pth_tree
 from ppddpm.models.unet import UNet
 
 FIX = os.path.join(ROOT, "tests", "fixtures", "ddim_tiny")
@@ -60,7 +60,7 @@ def test_ddims_training_checkpoint_matches_its_pytorch_network(tmp_path, io, wei
 
 def test_a_flat_state_dict_as_hos_converted_files_and_safetensors_out(tmp_path, io):
     """Ho's models as DDIM's --use_pretrained loads them: torch.save(state_dict)."""
-    ema = read_torch_checkpoint(CKPT)[4]
+    ema = read_pth_tree(CKPT)[4]
     flat = tmp_path / "model-790000.ckpt"
     write_pth(str(flat), {k[len("module."):]: v.astype(np.float32) for k, v in ema.items()})
     got, _, _ = outputs(convert(tmp_path, flat, name="ho.safetensors"), io)
@@ -102,7 +102,7 @@ def test_refusals_exit_2_in_one_line(tmp_path, capsys):
     write_pth(str(other), {"conv.weight": np.zeros((2, 2), np.float32)})
     assert convert_main(["--from", "ddim", "--src", str(other), "--out", out]) == 2
     one_line(capsys, "not a network of DDIM's code", "conv.weight")
-    ema = {k[len("module."):]: v for k, v in read_torch_checkpoint(CKPT)[4].items()}
+    ema = {k[len("module."):]: v for k, v in read_pth_tree(CKPT)[4].items()}
     nocov = {k: v for k, v in ema.items() if "downsample" not in k}
     write_pth(str(other), nocov)
     assert convert_main(["--from", "ddim", "--src", str(other), "--out", out]) == 2
@@ -114,7 +114,7 @@ def test_refusals_exit_2_in_one_line(tmp_path, capsys):
 
 
 def test_missing_tensor_is_named(tmp_path, capsys):
-    ema = {k[len("module."):]: v for k, v in read_torch_checkpoint(CKPT)[4].items()}
+    ema = {k[len("module."):]: v for k, v in read_pth_tree(CKPT)[4].items()}
     del ema["mid.block_2.conv2.weight"]
     src = tmp_path / "cut.ckpt"
     write_pth(str(src), ema)

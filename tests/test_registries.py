@@ -6,7 +6,7 @@ import pytest
 
 from ppddpm.cli.args import build_parser
 from ppddpm.config import Config, ConfigError, ModelConfig, apply_overrides
-from ppddpm.config.names import (ARCHS, BETA_SCHEDULES, SAMPLER_TITLES, SAMPLERS, SOLVERS,
+from ppddpm.config.names import (ARCHS, CLASSIFIER_ARCHS, BETA_SCHEDULES, SAMPLER_TITLES, SAMPLERS, SOLVERS,
                                  SPACINGS)
 from ppddpm.diffusion import GaussianDiffusion, get_beta_schedule
 from ppddpm.engines import ENGINE_KINDS
@@ -48,6 +48,8 @@ def test_checks_refuse_a_name_outside_the_registry_and_list_it(key, registry):
 def test_every_architecture_name_builds_its_network(arch):
     cfg = ModelConfig(arch=arch, ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8],
                       resolution=16, num_steps=100)
+    if arch in CLASSIFIER_ARCHS:   # x, t -> logits: needs their number
+        cfg.num_classes, cfg.classifier_pool = 10, "adaptive"
     assert type(build_model(cfg)) is NETWORKS[arch]
 
 

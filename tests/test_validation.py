@@ -135,8 +135,8 @@ def test_bad_value_is_one_line_exit_2_and_nothing_written(work, capsys, argv, wo
 
 def test_every_numeric_key_has_a_range():
     """A new int/float setting needs a row in config_checks.RANGES (or a rule of its own)."""
-    own_rules = {"model.num_steps", "model.time_freq_shift", "model.num_head_channels",
-                 "diffusion.beta_start", "diffusion.beta_end"}
+    own_rules = {"model.num_steps", "model.time_freq_shift", "diffusion.beta_start",
+                 "diffusion.beta_end", "model.num_head_channels", "model.num_heads_upsample"}
     cfg = Config()
     for section in fields(cfg):
         for f in fields(getattr(cfg, section.name)):

@@ -8,6 +8,7 @@ from typing import Optional
 
 from ..config import parse_bool
 from ..config.flags import CONFIG_FLAGS
+from ..config.names import LOSS_TYPES
 from ..engines import ENGINE_KINDS
 from ..evaluate.metrics import PUBLISHED_NUM_SAMPLES
 from ..evaluate.metrics.inception_weights import ENV_VAR, WEIGHTS_FILE
@@ -110,7 +111,7 @@ def build_parser(description: str, epilog: Optional[str] = None) -> argparse.Arg
     merge_aliases(p, shown)
     g["diffusion"].add_argument("--loss_type", default=None, metavar="NAME",
                                 help="noisepred (the original's name: eps prediction, L_simple) "
-                                     "| mse | kl | hybrid")
+                                     "| " + " | ".join(LOSS_TYPES))
     add_sample_output_args(g["sample"])
     add_convert_args(g["convert"])
     add_eval_args(g["eval"])

@@ -16,8 +16,8 @@ from typing import Optional, Tuple
 
 from ..errors import ConfigError
 from .flags import label
-from .names import (AMP_MODES, ARCHS, CONV_ARCHS, LEARNED_VAR_TYPES, LEGACY_ARCHS, LOSS_TYPES,
-                    LR_DECAYS, MEAN_TYPES, SAMPLERS, SPACINGS, TIMESTEP_SAMPLERS, VAR_TYPES)
+from .names import (ADM_ARCHS, AMP_MODES, ARCHS, CLASSIFIER_ARCHS, CLASSIFIER_POOLS, CONV_ARCHS,
+                    LEARNED_VAR_TYPES, LEGACY_ARCHS, LOSS_TYPES, LR_DECAYS, MEAN_TYPES, SAMPLERS, SPACINGS, TIMESTEP_SAMPLERS, VAR_TYPES)
 
 SEED_MAX = 2 ** 63 - 1   # Paddle's and numpy's generators take any non-negative int64
 
@@ -66,6 +66,8 @@ RANGES = {
     "model.norm_groups": AT_LEAST_1,
     "model.norm_eps": POSITIVE,
     "model.downsample_padding": Range(0, 1),
+    "model.num_heads": AT_LEAST_1,              # adm: also num_head_channels, num_heads_upsample
+    "model.time_embed_ch": AT_LEAST_1,
     "diffusion.num_diffusion_steps": AT_LEAST_1,
     "train.batchsize": AT_LEAST_1,
     "train.training_iters": AT_LEAST_1,
@@ -126,6 +128,14 @@ def check_config(cfg) -> None:
     check_sample_syntax(cfg)
 
 
+# model keys that only some networks read: key -> (default, the archs that read it)
+ARCH_OPTIONS = {
+    "downsample_padding": (0, ("unet",)), "mid_attn_norm": (True, ("unet",)),
+    "num_head_channels": (-1, ("unet",) + ADM_ARCHS),
+    "use_scale_shift_norm": (False, ("unet",) + ADM_ARCHS),
+}
+
+
 def check_model(m) -> None:
     """The shapes each network can actually be built with (models/)."""
     if m.arch in CONV_ARCHS:
@@ -145,22 +155,48 @@ def check_model(m) -> None:
             if unreachable:
                 raise ConfigError(f"model.attn_resolutions must be among the levels' resolutions "
                                   f"{reachable}, got {list(m.attn_resolutions)}")
+    if m.arch in ADM_ARCHS:
+        check_adm(m)
     if m.arch in LEGACY_ARCHS and (m.learn_sigma or m.num_classes is not None):
         raise ConfigError(f"model.arch={m.arch!r} has no learn_sigma or num_classes; use "
                           "arch 'unet' or 'fpn'")
     if m.num_head_channels != -1 and m.num_head_channels < 1:
         _fail("model.num_head_channels", "-1 (one head) or a positive head width",
               m.num_head_channels)
-    unet_only = {"downsample_padding": 0, "num_head_channels": -1, "use_scale_shift_norm": False,
-                 "mid_attn_norm": True}
-    changed = [k for k, default in unet_only.items() if getattr(m, k) != default]
-    if m.arch != "unet" and changed:
-        raise ConfigError(f"model.{changed[0]} is an option of arch 'unet', not of "
-                          f"model.arch={m.arch!r}; leave it at {unet_only[changed[0]]!r}")
+    for key, (default, archs) in ARCH_OPTIONS.items():
+        if getattr(m, key) != default and m.arch not in archs:
+            raise ConfigError(f"model.{key} is an option of arch {' | '.join(archs)}, not of "
+                              f"model.arch={m.arch!r}; leave it at {default!r}")
     if m.arch not in LEGACY_ARCHS and not m.ch // 2 > m.time_freq_shift:
         # the sinusoids 10000^(-i / (ch/2 - shift)) (layers.timestep_embedding)
         raise ConfigError(f"model.ch // 2 must exceed model.time_freq_shift={m.time_freq_shift:g} "
                           f"(the timestep embedding's frequencies), got model.ch={m.ch}")
+
+
+def check_adm(m) -> None:
+    """The adm family: heads that divide every attention width, a classifier's head."""
+    for key in ("model.num_head_channels", "model.num_heads_upsample"):
+        value = getattr(m, key.split(".")[1])
+        if value != -1 and value < 1:
+            _fail(key, "-1 (not set) or >= 1", value)
+    _check_choice("model.classifier_pool", m.classifier_pool, CLASSIFIER_POOLS)
+    widths = [m.ch * k for k in m.ch_mult]
+    odd = [w for w in widths if w % m.norm_groups]
+    if odd:
+        raise ConfigError(f"model.ch={m.ch} * model.ch_mult={m.ch_mult} gives widths {odd} that "
+                          f"model.norm_groups={m.norm_groups} does not divide (GroupNorm)")
+    attn = [w for i, w in enumerate(widths) if m.resolution >> i in (m.attn_resolutions or [])]
+    attn.append(widths[-1])                       # the middle block's attention
+    up_heads = m.num_heads if m.num_heads_upsample == -1 else m.num_heads_upsample
+    if m.num_head_channels != -1 and any(w % m.num_head_channels for w in attn):
+        _fail("model.num_head_channels", f"a divisor of every attention width "
+              f"{sorted(set(attn))}", m.num_head_channels)
+    if m.num_head_channels == -1:
+        for key, heads in (("model.num_heads", m.num_heads), ("model.num_heads_upsample", up_heads)):
+            if any(w % heads for w in attn):
+                _fail(key, f"a divisor of every attention width {sorted(set(attn))}", heads)
+    if m.arch in CLASSIFIER_ARCHS and m.learn_sigma:
+        raise ConfigError("model.learn_sigma must be false for arch 'adm_classifier'")
 
 
 def check_sample_syntax(cfg) -> None:

@@ -28,7 +28,10 @@ class VarType(enum.Enum):
 class LossType(enum.Enum):
     MSE = "mse"
     KL = "kl"
-    HYBRID = "hybrid"
+    HYBRID = "hybrid"            # Improved DDPM eq. 16: L_simple + lambda L_vlb (vb x T/1000)
+    MSE_VB = "mse_vb"            # L_simple + the bound's term unscaled (guided-diffusion's
+                                 # learn_sigma loss without rescale_learned_sigmas)
+    RESCALED_KL = "rescaled_kl"  # the bound's term x T: an estimate of L_vlb (use_kl)
 
 
 def values(enum_class) -> tuple:
@@ -43,8 +46,11 @@ BETA_SCHEDULES = ("linear", "linear_scaled", "quad", "const", "jsd", "warmup10",
                   "cosine", "sigmoid")
 
 # Networks (models/): the official DDPM UNet, the FPN UNet, the original reproduction's
-# two nets, and the 2-D toy MLP.
-ARCHS = ("unet", "fpn", "legacy_unet", "legacy_fpn", "mlp")
+# two nets, the 2-D toy MLP, and improved-/guided-diffusion's UNet and noisy classifier.
+ARCHS = ("unet", "fpn", "legacy_unet", "legacy_fpn", "mlp", "adm", "adm_classifier")
+ADM_ARCHS = ("adm", "adm_classifier")
+CLASSIFIER_ARCHS = ("adm_classifier",)             # x, t -> logits, not a diffusion network
+CLASSIFIER_POOLS = ("adaptive", "attention", "spatial", "spatial_v2")   # its heads
 LEGACY_ARCHS = ("legacy_unet", "legacy_fpn")       # fixed GroupNorm(32), no labels or sigma
 CONV_ARCHS = tuple(a for a in ARCHS if a != "mlp")  # image networks with levels and GroupNorm
 

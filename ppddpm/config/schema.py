@@ -49,11 +49,21 @@ class ModelConfig:
     norm_groups: int = 32             # GroupNorm groups (official: 32)
     norm_eps: float = 1e-6            # GroupNorm epsilon (official TF group_norm: 1e-6)
     time_freq_shift: float = 1.0      # sinusoid f_i = 10000^(-i/(half - shift)); official: 1
-    # arch unet options beyond the official network (diffusers UNet2DModel settings):
+    # arch unet options beyond the official network (diffusers UNet2DModel settings; unet
+    # also reads num_head_channels and use_scale_shift_norm below):
     downsample_padding: int = 0       # 0: TF 'SAME' (0 before, 1 after); 1: one on each side
-    num_head_channels: int = -1       # attention head width; -1: one head of all channels
-    use_scale_shift_norm: bool = False  # AdaGN: norm2(h) * (1 + scale) + shift from temb
     mid_attn_norm: bool = True        # GroupNorm before the middle attention
+    # arch adm / adm_classifier only (improved-/guided-diffusion; upstream's flag names):
+    num_heads: int = 1                # attention heads ...
+    num_head_channels: int = -1       # ... or, when not -1, heads of this width
+    num_heads_upsample: int = -1      # heads of the up path (-1: num_heads)
+    use_new_attention_order: bool = False  # False: legacy (heads split before q, k, v)
+    use_scale_shift_norm: bool = False     # AdaGN: norm(h) * (1 + scale) + shift
+    resblock_updown: bool = False     # residual blocks resample (else conv / avg-pool)
+    time_embed_ch: Optional[int] = None  # upstream num_channels when it is not ch (512 model:
+                                         # channel_mult 0.5 -> ch 128, time_embed_ch 256)
+    rescale_timesteps: bool = False   # the network sees t * 1000 / T (upstream's flag)
+    classifier_pool: str = "attention"   # adm_classifier head: config.names.CLASSIFIER_POOLS
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Each ``convert_*`` returns the inference-file dict {"model", "betas", "options",
 "config", "version"} after checking the weights, name for name and shape for shape,
 against the network its config builds; ``write_inference`` saves it atomically.
-CLI: ``python -m ppddpm.convert --from {original,diffusers,training,ddim} --src S --out F``.
+CLI: ``python -m ppddpm.convert --from SOURCE --src S [--flags "..."] --out F``.
 """
 from __future__ import annotations
 
@@ -20,15 +20,19 @@ from ..io.weights import load_checkpoint
 from ..models import build_model
 from ..models.state import as_numpy, load_state_strict
 from ..version import __version__
+from .adm import FAMILIES as ADM_FAMILIES
+from .adm import convert_adm
 from .ddim import ddim_file
 from .diffusers import convert_diffusers_unet
+from .mmgen import convert_mmgen
 from .original import convert_original, detect_legacy_arch, legacy_config, legacy_model_config
 from .pretrained import save_inference_file
 
 __all__ = ["convert_original", "convert_training", "convert_diffusers", "convert_ddim", "convert_file",
            "write_inference", "detect_legacy_arch", "legacy_config", "legacy_model_config"]
 
-SOURCES = ("original", "diffusers", "training", "ddim")
+SOURCES = ("original", "diffusers", "training", "ddim") + ADM_FAMILIES + ("mmgen",)
+FLAG_SOURCES = ADM_FAMILIES   # sources whose network is described by upstream's --flags
 
 
 def _checked_state(cfg: Config, state: Mapping, source: str) -> dict:
@@ -98,8 +102,12 @@ def convert_ddim(src_path: str, use_ema: bool = True) -> dict:
             "version": __version__}
 
 
-def convert_file(source: str, src: str, use_ema: bool = True) -> dict:
-    """Dispatch on ``source`` (one of SOURCES)."""
+def convert_file(source: str, src: str, use_ema: bool = True, flags: str = "") -> dict:
+    """Dispatch on ``source`` (one of SOURCES); ``flags``: upstream's flags (FLAG_SOURCES)."""
+    if source in ADM_FAMILIES:
+        return convert_adm(src, source, flags, _checked_state)
+    if source == "mmgen":
+        return convert_mmgen(src, _checked_state, use_ema=use_ema)
     if source == "original":
         return convert_original(src, use_ema=use_ema)
     if source == "training":

@@ -6,7 +6,7 @@ import os
 import sys
 
 from ..errors import PPDDPMError
-from . import SOURCES, convert_file, write_inference
+from . import FLAG_SOURCES, SOURCES, convert_file, write_inference
 
 DESCRIPTION = """\
 Convert weights into a ppddpm inference file: a paddle.save dict holding the
@@ -24,6 +24,15 @@ sources (--from):
              FPN) and its sizes are read off the parameter names and shapes.
   training   a ppddpm training checkpoint ({prefix}_ckpt_iter_N.pdparam): writes the
              EMA weights, like the original's --mode convert.
+  improved-diffusion, guided-diffusion
+             a .pt of openai/improved-diffusion or openai/guided-diffusion (models
+             and guided-diffusion's classifiers), described by --flags exactly as
+             upstream's README writes MODEL_FLAGS and DIFFUSION_FLAGS (classifiers:
+             CLASSIFIER_FLAGS); left-out flags take upstream's defaults. Read
+             without PyTorch; fp16-trained weights are stored in float32.
+  mmgen      an mmgeneration Improved-DDPM checkpoint (ddpm_cosine_hybird_timestep-4k_
+             *.pth): its EMA network ("denoising_ema"; --weights raw: "denoising"), the
+             sizes read off the weights, T and the schedule off its stored config's text.
   diffusers  a diffusers UNet2DModel folder (config.json and
              diffusion_pytorch_model.safetensors, with its scheduler config), e.g. a
              download of google/ddpm-cifar10-32. Read with safetensors' numpy API, so
@@ -43,6 +52,9 @@ examples:
   python -m ppddpm.convert --from diffusers --src ddpm-cifar10-32/unet --out ddpm_cifar10.pdparam
   python -m ppddpm.convert --from original --src ckpts/ddpm_cifar10_i800000_ema.pdparam \\
       --out ckpts/ddpm_cifar10_ema.safetensors
+  python -m ppddpm.convert --from improved-diffusion --src cifar10_uncond_50M_500K.pt \\
+      --flags "--image_size 32 --num_channels 128 --num_res_blocks 3 --learn_sigma True \\
+      --dropout 0.3 --diffusion_steps 4000 --noise_schedule cosine" --out improved_cifar10.pdparam
 
 Load the result with ppddpm.load_pretrained(path) or pass it as --pretrained_path.
 Note: the original's CIFAR-10 UNet was trained on images in [0,1]; its converted
@@ -67,8 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="inference file to write (written atomically; folders are created): "
                          "a paddle.save .pdparam, or a .safetensors file when the name ends "
                          "in .safetensors")
+    ap.add_argument("--flags", default="", metavar="'--name value ...'",
+                    help="improved-diffusion / guided-diffusion: upstream's MODEL_FLAGS and "
+                         "DIFFUSION_FLAGS (classifiers: CLASSIFIER_FLAGS) in one quoted string")
     ap.add_argument("--weights", choices=("ema", "raw"), default="ema",
-                    help="original/training/ddim checkpoints: write the EMA weights (default) or "
+                    help="original/training/ddim/mmgen checkpoints: write the EMA weights (default) or "
                          "the raw training weights (the non-EMA twin)")
     return ap
 
@@ -79,8 +94,11 @@ def main(argv=None) -> int:
         if args.source == "diffusers" and not os.path.isdir(args.src):
             raise PPDDPMError(f"--src {args.src!r} must be a diffusers model folder "
                               "(with config.json and diffusion_pytorch_model.safetensors)")
+        if args.flags and args.source not in FLAG_SOURCES:
+            raise PPDDPMError(f"--flags is read only with --from {' or '.join(FLAG_SOURCES)}")
         try:
-            result = convert_file(args.source, args.src, use_ema=args.weights == "ema")
+            result = convert_file(args.source, args.src, use_ema=args.weights == "ema",
+                                  flags=args.flags)
         except OSError as exc:
             raise PPDDPMError(f"cannot read {args.src!r}: {exc}") from None
         try:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import Config, ConfigError, ModelConfig
 from ..errors import CheckpointError
-from ..io.pth_reader import read_torch_checkpoint
+from ..io.pth_reader import read_pth_tree
 
 ATTN_RESOLUTION = 16   # attn_resolutions: [16, ] in every config of ermongroup/ddim
 
@@ -147,7 +147,7 @@ def map_state(state: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
 def ddim_file(src_path: str, use_ema: bool = True) -> Tuple[Dict[str, np.ndarray], Config, dict]:
     """(ppddpm state, Config, options) of a DDIM-code checkpoint; the caller checks the
     state against the network the Config builds."""
-    obj = read_torch_checkpoint(src_path)
+    obj = read_pth_tree(src_path)
     state, entry = ddim_state(obj, src_path, use_ema)
     model_cfg, known = ddim_model_config({k: v.shape for k, v in state.items()}, src_path)
     cfg = Config()

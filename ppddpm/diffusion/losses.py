@@ -74,9 +74,11 @@ def training_losses(diffusion, model, x0, t, noise=None, model_kwargs=None):
     xt = diffusion.q_sample(x0, t, noise=noise)
     model_kwargs = model_kwargs or {}
     terms = {}
-    if diffusion.loss_type is LossType.KL:
+    if diffusion.loss_type in (LossType.KL, LossType.RESCALED_KL):
         terms["loss"] = vb_terms_bpd(diffusion, model, x0, xt, t, clip_denoised=False,
                                      model_kwargs=model_kwargs)["output"]
+        if diffusion.loss_type is LossType.RESCALED_KL:
+            terms["loss"] = terms["loss"] * diffusion.num_timesteps
         return terms
 
     output = model(xt, diffusion.model_timesteps(t), **model_kwargs)
@@ -89,11 +91,13 @@ def training_losses(diffusion, model, x0, t, noise=None, model_kwargs=None):
         frozen = paddle.concat([mean_out.detach(), var_out], axis=1)
         vb = vb_terms_bpd(diffusion, model, x0, xt, t, clip_denoised=False,
                           model_output=frozen)["output"]
-        # vb estimates L_vlb / T; scaling by T * lambda gives lambda * L_vlb (eq. 16).
-        terms["vb"] = vb * (diffusion.num_timesteps * HYBRID_VLB_WEIGHT)
+        # vb estimates L_vlb / T; scaling by T * lambda gives lambda * L_vlb (eq. 16);
+        # mse_vb keeps it unscaled (upstream's MSE loss type with a learned sigma).
+        unscaled = diffusion.loss_type is LossType.MSE_VB
+        terms["vb"] = vb if unscaled else vb * (diffusion.num_timesteps * HYBRID_VLB_WEIGHT)
         terms["loss"] = terms["mse"] + terms["vb"]
-    elif diffusion.loss_type is LossType.HYBRID:
-        raise ValueError("loss_type 'hybrid' needs a learned variance "
+    elif diffusion.loss_type in (LossType.HYBRID, LossType.MSE_VB):
+        raise ValueError(f"loss_type {diffusion.loss_type.value!r} needs a learned variance "
                          "(var_type 'learned' or 'learned_range' and model.learn_sigma)")
     return terms
 

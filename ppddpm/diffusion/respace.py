@@ -43,9 +43,13 @@ def space_timesteps(num_timesteps: int, spec: Union[str, int, Sequence[int]]) ->
         if not 1 <= count <= section:
             raise ValueError(f"section {i} has {section} steps; cannot take {count} "
                              f"(respacing {spec!r} of {T} steps)")
-        # Evenly spaced, including both ends of the section (rounded to integers).
-        frac = (section - 1) / (count - 1) if count > 1 else 1
-        steps += [start + round(j * frac) for j in range(count)]
+        # Evenly spaced, including both ends of the section, the stride added up in floating
+        # point and rounded as improved-diffusion's respace.py does (j * stride rounds
+        # differently at some .5 ties, e.g. '27,13,7' of 1000).
+        stride, position = ((section - 1) / (count - 1) if count > 1 else 1), 0.0
+        for _ in range(count):
+            steps.append(start + round(position))
+            position += stride
         start += section
     return sorted(set(steps))
 

@@ -12,7 +12,7 @@ In both, a tensor is ``torch._utils._rebuild_tensor_v2(storage, offset, size, st
 Security and scope: the unpickler resolves only the handful of globals a state dict needs
 (OrderedDict, the tensor/parameter rebuilders, the storage types). Anything else, such as a
 whole pickled ``nn.Module``, is refused with a message saying to save ``model.state_dict()``.
-``read_pth`` wants a flat state dict; ``read_torch_checkpoint`` also takes the training
+``read_pth`` wants a flat state dict; ``read_pth_tree`` also takes the training
 checkpoints that nest state dicts in plain lists and dicts (with optimizer states and
 counters), as DDIM's ``ckpt.pth`` does.
 """
@@ -192,7 +192,8 @@ def _load_legacy(path: str) -> Tuple[object, Dict[str, _Storage]]:
     return obj, storages
 
 
-def _load_any(path: str):
+def _load(path: str):
+    """The file's unpickled object, tensors still referring to their storages."""
     if not os.path.isfile(path):
         raise PthError(f"{path} does not exist")
     try:
@@ -206,24 +207,26 @@ def _load_any(path: str):
     return obj
 
 
-def _materialise(obj):
+def _materialise(obj, path: str, where: str = ""):
+    """Tensors -> numpy arrays inside dicts, lists and tuples of plain values."""
     if isinstance(obj, _TensorRef):
         return obj.to_numpy()
     if isinstance(obj, dict):
-        out = collections.OrderedDict() if isinstance(obj, collections.OrderedDict) else {}
-        for k, v in obj.items():
-            out[k] = _materialise(v)
-        return out
+        return collections.OrderedDict((k, _materialise(v, path, f"{where}/{k}"))
+                                       for k, v in obj.items())
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialise(v) for v in obj)
-    return obj
+        return type(obj)(_materialise(v, path, where) for v in obj)
+    if obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+        return obj
+    raise PthError(f"{path}: entry {where or '/'} is a {type(obj).__name__}, not a tensor or "
+                   "plain value")
 
 
-def read_torch_checkpoint(path: str):
-    """Load a PyTorch file of state dicts nested in plain dicts, lists and tuples (with
-    numbers, strings, optimizer states) as the same structure with numpy arrays; through
-    the same allow-list unpickler as ``read_pth``."""
-    return _materialise(_load_any(path))
+def read_pth_tree(path: str):
+    """Load a PyTorch file holding nested dicts/lists of tensors and plain values (e.g. a
+    training checkpoint {"state_dict": ..., "meta": ...}); tensors become numpy arrays.
+    Only the globals of ``read_pth`` are resolved: any other object is refused."""
+    return _materialise(_load(path), path)
 
 
 def read_pth(path: str) -> "collections.OrderedDict[str, np.ndarray]":
@@ -232,7 +235,7 @@ def read_pth(path: str) -> "collections.OrderedDict[str, np.ndarray]":
     Raises PthError (a CheckpointError) naming the file and the fix when the file is
     missing, corrupt, or holds anything other than a flat mapping of names to tensors.
     """
-    obj = _load_any(path)
+    obj = _load(path)
     if isinstance(obj, _TensorRef) or not isinstance(obj, dict):
         kind = "a single tensor" if isinstance(obj, _TensorRef) else f"a {type(obj).__name__}"
         raise PthError(f"{path} holds {kind}, not a state dict (a mapping of "

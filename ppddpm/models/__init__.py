@@ -5,6 +5,7 @@ import numpy as np
 
 from ..config import ConfigError
 from ..config.names import ARCHS
+from .adm import ADMClassifier, ADMUNet
 from .fpn import FPN
 from .legacy import LegacyFPN, LegacyUNet
 from .mlp import MLP
@@ -14,9 +15,10 @@ __all__ = ["build_model", "count_parameters", "NETWORKS"]
 
 # model.arch -> network class; the names are config.names.ARCHS, in its order:
 #   unet: the official DDPM UNet; fpn: the FPN-style UNet; legacy_unet / legacy_fpn: the
-#   original reproduction's networks, for its checkpoints; mlp: a residual MLP for 2-D data.
+#   original reproduction's networks, for its checkpoints; mlp: a residual MLP for 2-D data;
+#   adm / adm_classifier: improved-/guided-diffusion's UNet and noisy classifier.
 NETWORKS = {"unet": UNet, "fpn": FPN, "legacy_unet": LegacyUNet, "legacy_fpn": LegacyFPN,
-            "mlp": MLP}
+            "mlp": MLP, "adm": ADMUNet, "adm_classifier": ADMClassifier}
 assert tuple(NETWORKS) == ARCHS, "a network name without its class, or the reverse"
 
 

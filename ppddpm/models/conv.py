@@ -114,7 +114,9 @@ class Conv2d(nn.Conv2D):
 
     def forward(self, x):
         plan = self._onednn_plan(x)
-        if plan is None:
+        if plan is None or (not self.training and paddle.is_grad_enabled()):
+            # eval with gradients (e.g. d log p(y|x)/dx through a classifier): paddle.grad
+            # asks the oneDNN PyLayer for dx alone and refuses its dw, which it cannot omit
             return super().forward(x)
         if not x.is_contiguous():
             x = x.contiguous()
