@@ -9,7 +9,11 @@ from helpers_adm import case_shapes, load_fixture
 from helpers_cli import grid_size, run
 from helpers_inception import write_pth
 from legacy_weights import fill_weights
+from ppddpm.config import Config, validate
 from ppddpm.convert.__main__ import main as convert_main
+from ppddpm.convert.pretrained import save_inference_file
+from ppddpm.diffusion import get_beta_schedule
+from ppddpm.models import build_model
 from test_convert_mmgen import write_mmgen_checkpoint
 
 _, META = load_fixture()
@@ -71,3 +75,46 @@ def test_a_classifier_or_a_missing_class_is_one_line(files):
                "--class_label", "3", "--num_images", "4-2-2", cwd=d, expect=2)
     assert proc.stderr.startswith("error: --class_label 3 needs a class-conditional model")
     assert "Traceback" not in proc.stderr
+
+
+def adm_classifier_file(path, resolution=32, num_classes=1000):
+    """A noisy classifier of guided-diffusion's family (arch adm_classifier, attention pool) with
+    every weight random, saved as the converter saves one."""
+    cfg = Config()
+    m = cfg.model
+    m.arch, m.ch, m.ch_mult, m.num_res_blocks = "adm_classifier", 32, [1, 2], 1
+    m.attn_resolutions, m.resolution, m.num_classes = [resolution // 2], resolution, num_classes
+    m.num_head_channels, m.use_scale_shift_norm, m.resblock_updown = 32, True, True
+    cfg.data.image_size = resolution
+    validate(cfg)
+    net = build_model(cfg.model)
+    state = fill_weights([(k, tuple(v.shape)) for k, v in net.state_dict().items()])
+    d = cfg.diffusion
+    save_inference_file(str(path), state, get_beta_schedule(d.beta_schedule, d.num_diffusion_steps,
+                                                            d.beta_start, d.beta_end), {}, cfg)
+    return str(path)
+
+
+def test_classifier_guidance_with_an_adm_classifier_file(files):
+    """Dhariwal & Nichol's set-up end to end: an ADM conditional model guided by an ADM noisy
+    classifier file. Scale 0 gives the unguided images exactly; scale 1 moves them."""
+    d, f = files
+    clf = adm_classifier_file(d / "classifier_32.pdparam")
+    base = ["--mode", "denoise", "--pretrained_path", f["guided"], "--respacing", "10",
+            "--num_images", "4-2-2", "--engine", "dygraph"]
+    run("run_cifar10.py", *base, "--class_label", "3,999", "--sample_postfix", "plain", cwd=d)
+    for scale in ("0", "1"):
+        proc = run("run_cifar10.py", *base, "--class_label", "3,999", "--classifier_path", clf,
+                   "--classifier_scale", scale, "--sample_postfix", f"cg{scale}", cwd=d,
+                   quiet=False)
+        assert f"classifier guidance {scale} (" in proc.stdout
+    plain, cg0, cg1 = (grid(d / "sample" / f"sample_{p}.png")[1] for p in ("plain", "cg0", "cg1"))
+    np.testing.assert_array_equal(cg0, plain)
+    assert (cg1 != plain).any()   # (by how much is the closed-form tests' part)
+    # without --class_label: random classes, named as such
+    run("run_cifar10.py", *base, "--classifier_path", clf, cwd=d)
+    assert (d / "sample" / "sample_ddpm_cifar10_test_classrandom_cg1.png").exists()
+    # a classifier of another resolution is one line
+    other = adm_classifier_file(d / "classifier_64.pdparam", resolution=64)
+    proc = run("run_cifar10.py", *base, "--classifier_path", other, cwd=d, expect=2)
+    assert proc.stderr.startswith("error: --classifier_path") and "Traceback" not in proc.stderr
