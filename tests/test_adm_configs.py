@@ -47,7 +47,7 @@ def test_improved_cifar10_trains_resumes_converts_and_samples(tmp_path):
     assert saved["config"]["model"]["arch"] == "adm" and len(saved["betas"]) == 20
     run("run_cifar10.py", *common, "--mode", "denoise", "--pretrained_path", str(inference),
         "--sequence", "True", "--sequence_every", "5", cwd=tmp_path)
-    seq = Image.open(tmp_path / "sample" / "sequence_ddpm_improved_cifar10.png")
+    seq = Image.open(tmp_path / "sample" / "sample_ddpm_improved_cifar10.png")
     assert seq.size == grid_size(4, 4)   # 4 images x 20 / 5 frames
 
 
@@ -67,7 +67,7 @@ def test_adm_imagenet64_trains_on_class_folders_and_samples_a_class(tmp_path):
     assert saved["config"]["model"]["num_classes"] == 2
     run("run_imagenet64.py", *common, "--mode", "denoise", "--pretrained_path", str(inference),
         "--class_label", "female", cwd=tmp_path)
-    assert Image.open(tmp_path / "sample" / "sample_ddpm_adm_imagenet64.png").size == grid_size(2, 2)
+    assert Image.open(tmp_path / "sample" / "sample_ddpm_adm_imagenet64_classfemale.png").size == grid_size(2, 2)
 
 
 BAD = [("model.num_heads=5", "model.num_heads must be a divisor of every attention width"),

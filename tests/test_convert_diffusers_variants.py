@@ -93,7 +93,7 @@ def test_inference_file_keeps_the_options(tmp_path):
 @pytest.mark.parametrize("edit, match", [
     (dict(num_head_channels=0), "model.num_head_channels must be -1"),
     (dict(downsample_padding=2), r"model.downsample_padding must be in \[0, 1\]"),
-    (dict(arch="fpn", use_scale_shift_norm=True), "option of arch 'unet'"),
+    (dict(arch="fpn", use_scale_shift_norm=True), "option of arch unet"),
     (dict(num_head_channels=24), "does not divide the 64 channels"),
 ])
 def test_the_new_model_keys_are_checked(edit, match):

@@ -31,6 +31,7 @@ SKIPPED = [
     (r"run_celeba(_hq|_hq_ddim|64)\.py", "needs CelebA / CelebA-HQ images (no scripted download)"),
     (r"-m paddle\.distributed\.launch", "several GPUs or processes, and the CIFAR-10 download"),
     (r"-m ppddpm\.convert ", "needs a diffusers download or CIFAR-10 weights to convert"),
+    (r"run_imagenet64\.py", "needs ImageNet-64 images or converted guided-diffusion weights"),
 ]
 RUNNABLE = re.compile(r"^python run_toy\.py\b")
 TOY_POINTS = "16-8-2"       # 8 rows: one per class of the 8-mode conditional toy

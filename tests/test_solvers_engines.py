@@ -58,7 +58,7 @@ def test_two_ranks_give_the_single_process_images(tmp_path):
                         GaussianDiffusion.from_config(cfg.diffusion).betas, {}, cfg)
     common = ["--mode", "denoise", "--pretrained_path", weights, "--num_images", "3-1-3",
               "--batchsize", "2", "--save_npz", "True", "--quiet", "--engine", "dygraph",
-              "--steps", "4", "--skip", "logsnr"]
+              "--steps", "4", "--spacing", "logsnr"]   # (--skip is DDIM's: refused here)
     dist.spawn(denoise_all, args=(common + ["--sample_dir", str(tmp_path / "two")],), nprocs=2,
                backend="gloo")
     denoise_all(common + ["--sample_dir", str(tmp_path / "one")])

@@ -66,13 +66,19 @@ def register_dataset(name: str, factory: Callable[[DataConfig], object]) -> None
     DATASETS[name] = factory
 
 
+# data sets whose data_dir may be an archive file itself (CelebA's img_align_celeba.zip)
+ARCHIVE_DATA_DIRS = {"celeba64": (".zip",)}
+
+
 def build_dataset(data_cfg: DataConfig):
     try:
         factory = DATASETS[data_cfg.dataset]
     except KeyError:
         raise ConfigError(f"data.dataset={data_cfg.dataset!r} is not known; choose one of "
                           f"{sorted(DATASETS)}") from None
-    if data_cfg.data_dir and os.path.isfile(data_cfg.data_dir):
+    archives = ARCHIVE_DATA_DIRS.get(data_cfg.dataset, ())
+    if (data_cfg.data_dir and os.path.isfile(data_cfg.data_dir)
+            and not data_cfg.data_dir.lower().endswith(archives)):
         raise ConfigError(f"{label('data.data_dir')} {data_cfg.data_dir!r} is a file, not a "
                           "folder; give the folder that holds the data set (or where it is to "
                           "be downloaded)")
