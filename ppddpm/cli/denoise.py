@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import Config, ConfigError
 from ..data.labels import grid_labels, random_labels, sampling_classes
-from ..evaluate.resumable import finished_images, generate_resumable, sampling_meta
+from ..evaluate.resumable import chunk_files, finished_images, generate_resumable, sampling_meta
 from ..io.grid_output import SamplePaths, grid_layout, maybe_grey, sample_paths, show_image
 from ..io.images import image_format, save_grid, save_individual, save_npz, save_sequence
 from ..pipeline import SamplingSetup, prepare_sampling
@@ -170,29 +170,34 @@ def draw_images(args, cfg: Config, plan: DenoisePlan) -> Optional[np.ndarray]:
         say(f"going on from {done} of {plan.num_images} images already drawn in {folder}/",
             args.quiet)
 
+    earlier = [(a, b) for a, b, _ in chunk_files(folder)] if done else []
+
     def write_pngs(start: int, images: np.ndarray) -> None:
         save_individual(maybe_grey(images, args.to_grayscale), individual_folder(cfg), start)
 
-    return generate_resumable(setup.model, setup.sampler, plan.num_images, setup.shape,
-                              plan.batch, cfg.sample.seed, folder, meta,
-                              progress=not args.quiet, labels=plan.labels,
-                              guidance_scale=cfg.sample.guidance_scale,
-                              classifier=setup.classifier, step_progress=not args.quiet,
-                              on_batch=write_pngs if args.save_individual else None)
+    images = generate_resumable(setup.model, setup.sampler, plan.num_images, setup.shape,
+                                plan.batch, cfg.sample.seed, folder, meta,
+                                progress=not args.quiet, labels=plan.labels,
+                                guidance_scale=cfg.sample.guidance_scale,
+                                classifier=setup.classifier, step_progress=not args.quiet,
+                                on_batch=write_pngs if args.save_individual else None)
+    if images is not None and args.save_individual:   # the batches an earlier run drew
+        for a, b in earlier:
+            write_pngs(a, images[a:b])
+    return images
 
 
 def write_images(args, cfg: Config, plan: DenoisePlan, images: np.ndarray) -> None:
-    """The grid, then the single PNGs and the .npz that were asked for."""
+    """The grid and the .npz that were asked for (the single PNGs are written as their
+    batches are drawn)."""
     grey = maybe_grey(images, args.to_grayscale)
     path = save_grid(grey, plan.paths.grid, plan.rows, plan.cols)
     say(f"wrote {path}", args.quiet)
     if args.show:
         show_image(path, lambda message: print(message, flush=True))
     out_dir, postfix = cfg.sample.sample_dir, cfg.sample.sample_postfix
-    if args.save_individual:
-        folder = individual_folder(cfg)
-        save_individual(grey, folder)
-        say(f"wrote {plan.num_images} PNGs to {folder}/", args.quiet)
+    if args.save_individual:   # written batch by batch (draw_images)
+        say(f"wrote {plan.num_images} PNGs to {individual_folder(cfg)}/", args.quiet)
     if args.save_npz:
         say(f"wrote {save_npz(images, os.path.join(out_dir, postfix + '.npz'))}", args.quiet)
     shutil.rmtree(partial_folder(plan), ignore_errors=True)   # every output is written
