@@ -44,7 +44,7 @@ def test_train_writes_original_files(trained):
     assert sorted(os.listdir(trained / "sample")) == ["sample_iter3.png", "sample_iter6.png"]
     assert Image.open(trained / "sample" / "sample_iter6.png").size == grid_size(2, 2)
     lines = (trained / "log" / "scalars.csv").read_text().splitlines()
-    assert lines[0] == "step,tag,value" and sum(",loss," in l for l in lines) == 6
+    assert lines[0] == "step,tag,value,run" and sum(",loss," in l for l in lines) == 6
 
 
 def test_resume_convert_denoise_sequence_ddim(trained):
