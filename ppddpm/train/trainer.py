@@ -31,6 +31,7 @@ from ..io.files import WriteFailed, write_failed
 from ..io.weights import atomic_save
 from ..models.state import load_state_strict
 from ..runtime import dist
+from ..runtime.heap import keep_freed_memory
 from ..runtime.progress import note
 from ..version import __version__
 from .checkpoint import (get_rng_state, inference_path, latest_checkpoint, prune_checkpoints,
@@ -58,6 +59,7 @@ class Trainer:
         self.progress, self.lines = progress, lines and not progress
         self.plain: Optional[ProgressLines] = None  # set by fit when lines are wanted
         self.run_id = new_run_id(cfg.train.ckpt_prefix)  # in every log row; kept on resume
+        keep_freed_memory()   # unless --low_memory: freed activations serve the next step
         self.world_size, self.rank = dist.world()
         self.is_main = self.rank == 0
         tc = cfg.train
