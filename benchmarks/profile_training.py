@@ -1,13 +1,14 @@
 """Where one training iteration of a small UNet spends its time, measured inside ppddpm's own
 Trainer (the code ``--mode train`` runs), part by part.
 
-The model is issue 23's: 16x16 RGB, ch 32, ch_mult [1, 2], one residual block, no attention
-(652,195 parameters), batch 64, Adam 2e-4, gradient clipping 1.0, EMA 0.99. Each part of
-``Trainer.train_step`` and of the loop around it is wrapped in a timer (wall and CPU time);
-what no timer covers is the loop's own Python. Extra rows time, on the same tensors, the
-candidates the trainer could use instead (clipping alone, Paddle's multi-tensor Adam, one
-fused EMA update, a finiteness check folded into one reduction), and the per-operator
-overhead of Paddle's dynamic graph (a tiny op repeated).
+The model is issue 23's: 16x16 RGB, ch 32, ch_mult [1, 2], one residual block, attention only
+in the middle block (652,195 parameters), batch 64, Adam 2e-4, gradient clipping 1.0, EMA
+0.99. Each part of ``Trainer.train_step`` and of the loop around it is wrapped in a timer
+(wall and CPU time); what no timer covers is the loop's own Python. A second table times,
+on the same tensors, the per-iteration updates as they were before issue 23 and as they are
+now (Adam per tensor / merged, EMA per tensor / flat, the finiteness check), and the fixed
+cost of one dygraph operator (a scalar add repeated). ``--ops`` adds Paddle's profiler
+table of the operators of 3 iterations (forward and backward kernels, and their count).
 
   python benchmarks/profile_training.py                     # in-memory data (the trainer's fast path)
   python benchmarks/profile_training.py --data png          # a folder of 16x16 PNGs, decoded each epoch
@@ -94,16 +95,18 @@ def op_overhead(paddle, n=2000):
 
 
 def candidates(paddle, trainer, reps):
-    """Alternatives on the trainer's own parameters and gradients (one backward first)."""
+    """The per-iteration updates before and after issue 23, on the trainer's own parameters
+    and gradients (one backward first): wall ms of each."""
+    from ppddpm.train.ema import flat_parameters
     from ppddpm.train.finite import all_finite
     model = trainer.model
     params = [p for p in model.parameters() if not p.stop_gradient]
     x = paddle.randn([trainer.micro_batch, *trainer.cfg_shape])
     t = paddle.randint(0, 1000, [trainer.micro_batch])
-    loss = trainer.diffusion.training_losses(model, x, t)["loss"].mean()
-    loss.backward()
+    trainer.diffusion.training_losses(model, x, t)["loss"].mean().backward()
     grads = [(p, p.grad) for p in params]
     clip = paddle.nn.ClipGradByGlobalNorm(1.0)
+    shadows = [p.detach().clone() for p in params]
     out = {}
 
     def bench(name, fn):
@@ -113,20 +116,22 @@ def candidates(paddle, trainer, reps):
             t0 = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)
-        out[name] = statistics.median(ts)
+        out[name] = 1e3 * statistics.median(ts)
 
-    bench("clip by global norm (Paddle, per tensor)", lambda: clip(grads))
-    bench("finiteness: sum per tensor + add_n + float (current)", lambda: all_finite(params))
-    flat_shadow = paddle.concat([p.detach().flatten() for p in params])
-    bench("EMA: per tensor set_value (current)", trainer.ema.update)
-    bench("flatten params to one buffer (concat)",
-          lambda: paddle.concat([p.detach().flatten() for p in params]))
-    bench("EMA on one flat buffer (scale_ + add_)",
-          lambda: flat_shadow.scale_(0.99).add_(paddle.concat([p.detach().flatten() for p in params]) * 0.01))
+    @paddle.no_grad()
+    def ema_per_tensor():
+        for s, p in zip(shadows, params):
+            s.set_value(s * 0.99 + p.detach() * 0.01)
+    bench("gradient clipping by the global norm (Paddle's, per tensor; unchanged)", lambda: clip(grads))
+    bench("finiteness, before: a sum per tensor + add_n + float", lambda: all_finite(params))
+    bench("finiteness, now: flatten once + one sum + float", lambda: all_finite([flat_parameters(model)]))
+    bench("EMA, before: set_value(s * d + w * (1 - d)) per tensor", ema_per_tensor)
+    flat = flat_parameters(model)
+    bench("EMA, now: on one flat tensor (given the flat copy above)", lambda: trainer.ema.update(flat))
     for multi in (False, True):
         opt = paddle.optimizer.Adam(2e-4, parameters=params, use_multi_tensor=multi)
-        bench(f"Adam step, use_multi_tensor={multi}", opt.step)
-    bench("one tiny op (scalar add)", lambda: op_overhead(paddle, 1))
+        bench(f"Adam step, use_multi_tensor={multi} ({'now' if multi else 'before'})", opt.step)
+    out["one tiny op (scalar add), per op"] = 1e3 * op_overhead(paddle)
     return out
 
 
@@ -139,9 +144,10 @@ def main():
     p.add_argument("--num_workers", type=int, default=0)
     p.add_argument("--images", type=int, default=1024)
     p.add_argument("--conv_backend", default="auto")
+    p.add_argument("--ops", action="store_true", help="also print paddle.profiler's operator table")
     args = p.parse_args()
     import paddle
-    from ppddpm.data import build_dataset
+    from ppddpm.data import build_dataset, build_loader
     from ppddpm.diffusion import GaussianDiffusion
     from ppddpm.models import build_model, count_parameters
     from ppddpm.models.conv import set_conv_backend
@@ -154,7 +160,6 @@ def main():
     tmp = tempfile.mkdtemp(prefix="ppddpm-profile-")
     cfg = build_config(args.arch, args.warmup + args.iters, args.num_workers, tmp)
     write_pngs(os.path.join(tmp, "img"), args.images, cfg.data.image_size, cfg.data.channels)
-    cfg.data.in_memory = args.data == "memory"   # read by build_dataset when it knows the key
     dataset = build_dataset(cfg.data)
     paddle.seed(0)
     model = build_model(cfg.model)
@@ -181,6 +186,9 @@ def main():
     paddle.Tensor.__float__ = T.wrap("loss to host (float(loss))", real_float)
     trainer.run_iterations = T.wrap("loop", trainer.run_iterations)
     loader = training_loader(cfg, dataset, trainer)
+    if args.data == "png":   # the per-item path: decode every PNG each epoch
+        loader = build_loader(dataset, trainer.micro_batch, num_workers=args.num_workers,
+                              seed=0, infinite=True, in_memory=False)
     # warm-up iterations untimed, then the timed ones (the final saves are not timed)
     cfg.train.training_iters = args.warmup
     trainer.fit(loader)
@@ -213,10 +221,26 @@ def main():
     print(f"| rest of the loop (fit, Python) | {1e3 * outer / n:.1f} | | {100 * outer / wall:.0f}% |")
     print(f"| **whole iteration** | **{1e3 * wall / n:.1f}** | **{1e3 * cpu / n:.1f}** | 100% |")
     print()
-    print("| candidate, on the same parameters | wall ms |")
+    print("| update, on the same parameters | wall ms |")
     print("| --- | --- |")
-    for name, sec in candidates(paddle, trainer, reps=20).items():
-        print(f"| {name} | {1e3 * sec:.3f} |")
+    for name, ms in candidates(paddle, trainer, reps=20).items():
+        print(f"| {name} | {ms:.3f} |")
+    if args.ops:
+        operator_table(paddle, trainer, loader)
+
+
+def operator_table(paddle, trainer, loader, steps=3):
+    """paddle.profiler's summary of ``steps`` training steps (CPU time per operator)."""
+    import paddle.profiler as profiler
+    batches = iter(loader)
+    prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU])
+    prof.start()
+    for _ in range(steps):
+        trainer.train_step([next(batches)[0]])
+        prof.step()
+    prof.stop()
+    prof.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, thread_sep=False,
+                 time_unit="ms")
 
 
 if __name__ == "__main__":
