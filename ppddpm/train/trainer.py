@@ -41,9 +41,9 @@ from .finite import all_finite, first_non_finite
 from .logger import RunLogger, new_run_id
 from .lr import build_lr_scheduler
 from .optim import MixedPrecision, build_optimizer, optimizer_state_by_name
-from .report import ProgressLines, warmup_note
 from .randomness import (drop_labels, example_draws, iteration_seed, label_dropout_uniform,
                          uniform_timesteps)
+from .report import ProgressLines, warmup_note
 from .sample_grids import grid_labels_of, write_sample_grid
 from .signals import Interrupted, StopSignals, signal_name
 from .timestep_sampler import build_timestep_sampler
