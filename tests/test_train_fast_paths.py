@@ -45,10 +45,11 @@ def test_merged_adam_matches_paddles_adam_also_when_a_layer_has_no_gradient(skip
             np.testing.assert_allclose(vb.numpy(), va.numpy(), rtol=1e-5, atol=1e-7, err_msg=ka)
 
 
-def test_flat_ema_is_the_per_tensor_rule_through_reads_and_loads():
+@pytest.mark.parametrize("flat", [True, False])
+def test_ema_is_the_per_tensor_rule_through_reads_and_loads(flat):
     paddle.seed(1)
     live = paddle.nn.Sequential(paddle.nn.Linear(3, 5), paddle.nn.Linear(5, 2))
-    ema = EMA(live, 0.9)
+    ema = EMA(live, 0.9, flat=flat)
     shadow = [p.numpy().astype(np.float32) for p in live.parameters()]
     rng = np.random.default_rng(0)
     for step in range(6):

@@ -15,15 +15,17 @@ def flat_parameters(model: paddle.nn.Layer) -> paddle.Tensor:
 class EMA:
     """Keeps ``shadow = decay * shadow + (1 - decay) * weights`` after every update.
 
-    The shadow is held as one flat tensor between updates, so an update is three element-wise
-    ops over all weights instead of three per parameter; the EMA network's own parameters are
-    written from it when ``model`` or ``state_dict`` is read (the same float32 values: the
-    arithmetic per element is unchanged)."""
+    ``flat=True`` (small models): the shadow is held as one flat tensor between updates, so an
+    update is three element-wise ops over all weights instead of three per parameter; the EMA
+    network's own parameters are written from it when ``model`` or ``state_dict`` is read
+    (the same float32 values: the arithmetic per element is unchanged). It holds a second
+    copy of the weights, so large models keep the per-parameter update (``flat=False``),
+    whose op count is small beside their step."""
 
-    def __init__(self, model: paddle.nn.Layer, decay: float):
+    def __init__(self, model: paddle.nn.Layer, decay: float, flat: bool = True):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
-        self.decay = float(decay)
+        self.decay, self.flat = float(decay), bool(flat)
         self._model = copy.deepcopy(model)
         self._model.eval()
         for p in self._model.parameters():
@@ -47,10 +49,14 @@ class EMA:
     def update(self, live_flat: Optional[paddle.Tensor] = None) -> None:
         """One EMA step towards the live weights (``live_flat``: ``flat_parameters`` of them,
         when the caller already has it)."""
+        d = self.decay
+        if not self.flat:
+            for shadow, live in zip(self._model.parameters(), self._live.parameters()):
+                shadow.set_value(shadow * d + live.detach() * (1.0 - d))
+            return
         if self._flat is None:
             self._flat = flat_parameters(self._model)
         live = flat_parameters(self._live) if live_flat is None else live_flat
-        d = self.decay
         self._flat = self._flat * d + live * (1.0 - d)
 
     def state_dict(self) -> dict:

@@ -49,6 +49,9 @@ from .signals import Interrupted, StopSignals, signal_name
 from .timestep_sampler import build_timestep_sampler
 
 
+SMALL_MODEL_PARAMETERS = 10_000_000   # up to this many weights: the small-model paths (__init__)
+
+
 class Trainer:
     def __init__(self, cfg: Config, model: paddle.nn.Layer, diffusion, dataset,
                  options: Optional[dict] = None, progress: bool = True, lines: bool = False):
@@ -59,7 +62,12 @@ class Trainer:
         self.progress, self.lines = progress, lines and not progress
         self.plain: Optional[ProgressLines] = None  # set by fit when lines are wanted
         self.run_id = new_run_id(cfg.train.ckpt_prefix)  # in every log row; kept on resume
-        keep_freed_memory()   # unless --low_memory: freed activations serve the next step
+        # Small models: per-iteration work over one flat copy of the weights, and freed
+        # activations kept for the next step (both cost memory that a large model's step
+        # does not win back in time).
+        self.small = sum(int(p.size) for p in model.parameters()) <= SMALL_MODEL_PARAMETERS
+        if self.small:
+            keep_freed_memory()   # not with --low_memory
         self.world_size, self.rank = dist.world()
         self.is_main = self.rank == 0
         tc = cfg.train
@@ -73,7 +81,7 @@ class Trainer:
         self.lr_sched = build_lr_scheduler(tc.lr, tc.warmup_steps, tc.training_iters, tc.lr_decay)
         self.optim = build_optimizer(model, self.lr_sched, tc.grad_clip)
         self.amp = MixedPrecision(tc.amp)
-        self.ema = EMA(model, tc.ema_decay)
+        self.ema = EMA(model, tc.ema_decay, flat=self.small)
         self.timestep_sampler = None if tc.timestep_sampler == "uniform" else \
             build_timestep_sampler(tc.timestep_sampler, diffusion.num_timesteps)  # None: uniform
         self.conditional = cfg.model.num_classes is not None   # trains on the batches' labels
@@ -213,10 +221,10 @@ class Trainer:
         # Free the gradients (as torch's zero_grad does): they are rebuilt by the next
         # backward, and holding 143 MB of zeros through the forward raised the peak.
         self.optim.clear_grad(set_to_zero=False)
-        # All weights as one flat copy: one reduction checks them (the same on every rank: no
-        # all-reduce), and the EMA update reads the same copy.
-        weights = flat_parameters(self.model)
-        if not all_finite([weights]):
+        # Small models: all weights as one flat copy, checked by one reduction, which the EMA
+        # update reads next. The same on every rank: no all-reduce.
+        weights = flat_parameters(self.model) if self.small else None
+        if not all_finite([weights] if self.small else self.model.parameters()):
             raise TrainingDiverged(self.diverged_message(
                 f"the update of iteration {self.iteration} made weights NaN or infinite "
                 f"(its loss was a finite {value:.4g}); training stopped and did not save it"))
