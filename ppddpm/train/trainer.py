@@ -29,6 +29,7 @@ from ..convert.pretrained import save_inference_file
 from ..errors import CheckpointError, TrainingDiverged
 from ..io.files import WriteFailed, write_failed
 from ..io.weights import atomic_save
+from ..models.norm import use_batch_norm_kernels
 from ..models.state import load_state_strict
 from ..runtime import dist
 from ..runtime.heap import keep_freed_memory
@@ -68,6 +69,7 @@ class Trainer:
         self.small = sum(int(p.size) for p in model.parameters()) <= SMALL_MODEL_PARAMETERS
         if self.small:
             keep_freed_memory()   # not with --low_memory
+        use_batch_norm_kernels(self.small)   # GroupNorm's training pass (models/norm.py)
         self.world_size, self.rank = dist.world()
         self.is_main = self.rank == 0
         tc = cfg.train
