@@ -61,7 +61,7 @@ def run_train(args, cfg: Config, resume: bool) -> None:
                               "gives; resume with the config it was trained with")
     with claimed_run_folder(args, cfg, resume):  # one run per checkpoint folder
         trainer = Trainer(cfg, model, diffusion, dataset, options=vars(args),
-                          progress=bars_wanted(args.quiet))
+                          progress=bars_wanted(args.quiet), lines=not args.quiet)
         if ckpt is not None:
             trainer.load_state(ckpt, ckpt_path)
             say(f"resuming {ckpt_path} at iteration {trainer.iteration}", args.quiet)

@@ -21,6 +21,11 @@ So no exception may leave the loader: ``_Guarded`` catches it and collates a
 small error batch that names the failing key, and ``SafeLoader`` turns that
 batch into a one-line ``DatasetError`` in the main process (loading the item
 there once more to quote its own message).
+
+Data sets held in memory (MNIST, CIFAR-10, and image folders small enough to decode once:
+``memory_images``) skip the DataLoader: ``MemoryLoader`` gathers each batch from one uint8
+array with the same keys, flips and arithmetic as ``dataset[key]``, so the batches are
+identical, without a decode per item and epoch or worker processes competing for the cores.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 import paddle
 from paddle.io.dataloader.collate import default_collate_fn
+from tqdm import tqdm
 
 from ..config import ConfigError
 from ..errors import DatasetError
@@ -222,11 +228,64 @@ class SafeLoader:
             yield batch[:-1]
 
 
+MEMORY_BYTES = 256 * 2 ** 20   # image folders up to this size (decoded, uint8) are held in memory
+
+
+def memory_images(dataset, max_bytes: int = MEMORY_BYTES) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """(uint8 images [N, C, H, W], int64 labels [N]) of a data set that is, or can be, held in
+    memory; None otherwise. A data set with an ``images`` array is used as it is; one with
+    ``load(i)`` (an image folder) is decoded once when its pixels fit in ``max_bytes`` and
+    every file decodes (a damaged file keeps the per-item path, which substitutes the next
+    image with a warning)."""
+    labels = getattr(dataset, "labels", None)
+    if labels is None or not hasattr(dataset, "random_flip"):
+        return None
+    images = getattr(dataset, "images", None)
+    if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
+        return images, np.asarray(labels, np.int64)
+    load, n = getattr(dataset, "load", None), len(dataset)
+    channels, size = getattr(dataset, "channels", 0), getattr(dataset, "image_size", 0)
+    if load is None or not n or n * channels * size * size > max_bytes:
+        return None
+    out = np.empty((n, channels, size, size), np.uint8)
+    for i in tqdm(range(n), desc="loading images into memory", unit="img", disable=None, leave=False):
+        try:
+            out[i] = load(i)
+        except Exception:  # PIL raises many types; the per-item path reports the file
+            return None
+    return out, np.asarray(labels, np.int64)
+
+
+class MemoryLoader:
+    """Batches ``[images, labels]`` gathered from arrays in memory, in the order of an
+    EpochBatchSampler: each image as ``to_model_input`` makes it (flipped when the key says so)."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_sampler: EpochBatchSampler,
+                 random_flip: bool):
+        self.images, self.labels = images, labels
+        self.batch_sampler, self.random_flip = batch_sampler, bool(random_flip)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __iter__(self):
+        for keys in self.batch_sampler:
+            index = np.fromiter((k[0] for k in keys), np.int64, len(keys))
+            x = self.images[index]
+            if self.random_flip:
+                flip = np.fromiter((k[1] for k in keys), bool, len(keys))
+                x[flip] = x[flip][..., ::-1]
+            x = x.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+            yield [paddle.to_tensor(x), paddle.to_tensor(self.labels[index])]
+
+
 def build_loader(dataset, batch_size: int, num_workers: int = 0, shuffle: bool = True,
                  drop_last: bool = True, seed: int = 0, start_step: int = 0,
                  infinite: bool = False, num_replicas: Optional[int] = None,
-                 rank: Optional[int] = None) -> SafeLoader:
-    """A DataLoader whose order is reproducible from (seed, epoch, start_step).
+                 rank: Optional[int] = None, in_memory: bool = True):
+    """A loader whose order is reproducible from (seed, epoch, start_step): a MemoryLoader
+    for data in memory (``in_memory`` and ``memory_images``; no worker processes), else a
+    SafeLoader over Paddle's DataLoader with ``num_workers``.
 
     ``batch_size`` is per rank; ranks default to paddle.distributed's world.
     The sampler is ``loader.batch_sampler`` (an EpochBatchSampler).
@@ -236,4 +295,7 @@ def build_loader(dataset, batch_size: int, num_workers: int = 0, shuffle: bool =
                                 drop_last=drop_last, start_step=start_step,
                                 num_replicas=num_replicas or world,
                                 rank=me if rank is None else rank, infinite=infinite)
+    arrays = memory_images(dataset) if in_memory else None
+    if arrays is not None:
+        return MemoryLoader(*arrays, sampler, dataset.random_flip)
     return SafeLoader(dataset, sampler, num_workers)

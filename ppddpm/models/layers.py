@@ -16,6 +16,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .conv import Conv2d
+from .norm import GroupNorm
 
 __all__ = [
     "timestep_embedding", "sinusoidal_table", "swish", "Swish", "group_norm", "conv3x3",
@@ -84,10 +85,11 @@ class Swish(nn.Layer):
 
 
 def group_norm(ch: int, groups: int = 32, eps: float = 1e-6) -> nn.GroupNorm:
-    """GroupNorm(32) as in the official code (tf.contrib group_norm, epsilon 1e-6)."""
+    """GroupNorm(32) as in the official code (tf.contrib group_norm, epsilon 1e-6); its
+    training pass on the CPU runs on batch-norm kernels (norm.py)."""
     if ch % groups:
         raise ValueError(f"GroupNorm({groups}) needs channels divisible by {groups}, got {ch}")
-    return nn.GroupNorm(groups, ch, epsilon=eps)
+    return GroupNorm(groups, ch, epsilon=eps)
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1, padding=1, zero: bool = False) -> Conv2d:

@@ -12,6 +12,13 @@ with the dynamic threshold and 1.18 GiB with a fixed one (docs/speed.md).
 glibc's initial value): every block of 128 KiB or more is its own mapping and goes back
 to the system when freed. A user's own ``MALLOC_MMAP_THRESHOLD_`` is left alone.
 
+``keep_freed_memory()`` is what training uses unless ``--low_memory`` is on: thresholds fixed
+high (mmap 32 MiB, trim 256 MiB), so the activations freed by one step serve the next from
+the heap. With the dynamic threshold an activation as large as the largest block freed so far
+is still mapped afresh, and every page of it faults in again: 9.7k page faults per iteration
+of a 652k-parameter UNet at batch 64, 1.2k with the fixed thresholds
+(benchmarks/RESULTS.md, "Training small models").
+
 ``trim_heap()`` hands back the free pages the heap holds now (``malloc_trim(0)``). Sampling
 calls it once the engine holds the weights and the dynamic-graph network is freed: ~140 MB
 for CIFAR-10 that glibc would otherwise keep mapped among small live blocks (RSS 466 MiB
@@ -24,7 +31,7 @@ import ctypes.util
 import gc
 import os
 
-_M_MMAP_THRESHOLD = -3          # glibc malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3    # glibc malloc.h
 DEFAULT_THRESHOLD = 128 * 1024  # glibc's own starting value
 _applied = None
 
@@ -45,6 +52,25 @@ def release_freed_memory(threshold: int = DEFAULT_THRESHOLD) -> bool:
     mallopt.restype = ctypes.c_int
     _applied = mallopt(_M_MMAP_THRESHOLD, int(threshold)) == 1
     return _applied
+
+
+KEEP_MMAP_THRESHOLD = 32 * 2 ** 20    # glibc's largest dynamic threshold
+KEEP_TRIM_THRESHOLD = 256 * 2 ** 20
+
+
+def keep_freed_memory() -> bool:
+    """Fix glibc's mmap and trim thresholds high (see the module docstring); True when applied.
+    Not applied after ``release_freed_memory`` (--low_memory), on other C libraries, or when
+    the user set MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_."""
+    if _applied or {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} & set(os.environ):
+        return False
+    mallopt = _glibc("mallopt")
+    if mallopt is None:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return (mallopt(_M_MMAP_THRESHOLD, KEEP_MMAP_THRESHOLD) == 1
+            and mallopt(_M_TRIM_THRESHOLD, KEEP_TRIM_THRESHOLD) == 1)
 
 
 def trim_heap() -> bool:

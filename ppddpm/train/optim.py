@@ -10,10 +10,26 @@ import paddle
 AMP_CHOICES = ("off", "float16", "bfloat16")
 
 
+class Adam(paddle.optimizer.Adam):
+    """Paddle's Adam, updating all parameters with one merged kernel (``use_multi_tensor``)
+    instead of one op each: the same update to float32 rounding, the same accumulators and
+    state-dict keys. The merged kernel expects every trainable parameter to have a gradient
+    (it fixes its list at the first step), so a step where some have none (an unused layer)
+    runs the per-parameter ops, which skip those, on the same accumulators."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, use_multi_tensor=True, **kwargs)
+
+    def step(self) -> None:
+        self._use_multi_tensor = all(p.stop_gradient or p._grad_ivar() is not None
+                                     for p in self._parameter_list)
+        super().step()
+
+
 def build_optimizer(model, lr_sched, grad_clip: float) -> paddle.optimizer.Adam:
+    """Adam with gradient clipping by the global norm."""
     clip = paddle.nn.ClipGradByGlobalNorm(grad_clip) if grad_clip > 0 else None
-    return paddle.optimizer.Adam(learning_rate=lr_sched, parameters=model.parameters(),
-                                 grad_clip=clip)
+    return Adam(learning_rate=lr_sched, parameters=model.parameters(), grad_clip=clip)
 
 
 def optimizer_state_by_name(model, state: dict, to_structured: bool) -> dict:

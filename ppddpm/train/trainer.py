@@ -29,29 +29,47 @@ from ..convert.pretrained import save_inference_file
 from ..errors import CheckpointError, TrainingDiverged
 from ..io.files import WriteFailed, write_failed
 from ..io.weights import atomic_save
+from ..models.norm import use_batch_norm_kernels
 from ..models.state import load_state_strict
 from ..runtime import dist
+from ..runtime.heap import keep_freed_memory
+from ..runtime.progress import note
 from ..version import __version__
 from .checkpoint import (get_rng_state, inference_path, latest_checkpoint, prune_checkpoints,
                          train_ckpt_path)
-from .ema import EMA
+from .ema import EMA, flat_parameters
 from .finite import all_finite, first_non_finite
-from .logger import RunLogger
+from .logger import RunLogger, new_run_id
 from .lr import build_lr_scheduler
 from .optim import MixedPrecision, build_optimizer, optimizer_state_by_name
 from .randomness import (drop_labels, example_draws, iteration_seed, label_dropout_uniform,
                          uniform_timesteps)
+from .report import ProgressLines, warmup_note
 from .sample_grids import grid_labels_of, write_sample_grid
 from .signals import Interrupted, StopSignals, signal_name
 from .timestep_sampler import build_timestep_sampler
 
 
+SMALL_MODEL_PARAMETERS = 10_000_000   # up to this many weights: the small-model paths (__init__)
+
+
 class Trainer:
     def __init__(self, cfg: Config, model: paddle.nn.Layer, diffusion, dataset,
-                 options: Optional[dict] = None, progress: bool = True):
+                 options: Optional[dict] = None, progress: bool = True, lines: bool = False):
+        """``progress``: draw a bar; ``lines``: without a bar, print a plain progress line
+        now and then (report.py), for a log that is a file."""
         self.cfg, self.model, self.diffusion, self.dataset = cfg, model, diffusion, dataset
         self.options = dict(options or {})
-        self.progress = progress
+        self.progress, self.lines = progress, lines and not progress
+        self.plain: Optional[ProgressLines] = None  # set by fit when lines are wanted
+        self.run_id = new_run_id(cfg.train.ckpt_prefix)  # in every log row; kept on resume
+        # Small models: per-iteration work over one flat copy of the weights, and freed
+        # activations kept for the next step (both cost memory that a large model's step
+        # does not win back in time).
+        self.small = sum(int(p.size) for p in model.parameters()) <= SMALL_MODEL_PARAMETERS
+        if self.small:
+            keep_freed_memory()   # not with --low_memory
+        use_batch_norm_kernels(self.small)   # GroupNorm's training pass (models/norm.py)
         self.world_size, self.rank = dist.world()
         self.is_main = self.rank == 0
         tc = cfg.train
@@ -65,7 +83,7 @@ class Trainer:
         self.lr_sched = build_lr_scheduler(tc.lr, tc.warmup_steps, tc.training_iters, tc.lr_decay)
         self.optim = build_optimizer(model, self.lr_sched, tc.grad_clip)
         self.amp = MixedPrecision(tc.amp)
-        self.ema = EMA(model, tc.ema_decay)
+        self.ema = EMA(model, tc.ema_decay, flat=self.small)
         self.timestep_sampler = None if tc.timestep_sampler == "uniform" else \
             build_timestep_sampler(tc.timestep_sampler, diffusion.num_timesteps)  # None: uniform
         self.conditional = cfg.model.num_classes is not None   # trains on the batches' labels
@@ -83,7 +101,7 @@ class Trainer:
                  "lr_sched": self.lr_sched.state_dict(), "amp_scaler": self.amp.state_dict(),
                  "ckpt_idx": self.iteration - 1, "betas": self.diffusion.betas,
                  "options": self.options, "config": self.cfg.to_dict(),
-                 "version": __version__, "rng": get_rng_state()}
+                 "version": __version__, "rng": get_rng_state(), "run_id": self.run_id}
         if self.timestep_sampler is not None:  # the loss history, for exact resume
             state["timestep_sampler"] = self.timestep_sampler.state_dict()
         return state
@@ -110,6 +128,7 @@ class Trainer:
             self.timestep_sampler.set_state_dict(ckpt.get("timestep_sampler") or {})
         self.iteration = int(ckpt["ckpt_idx"]) + 1
         self.last_saved = source
+        self.run_id = str(ckpt.get("run_id") or self.run_id)  # older checkpoints have none
 
     def check_weights_finite(self) -> None:
         """Refuse to write weights, EMA weights or optimizer state that hold NaN or inf (an
@@ -204,12 +223,15 @@ class Trainer:
         # Free the gradients (as torch's zero_grad does): they are rebuilt by the next
         # backward, and holding 143 MB of zeros through the forward raised the peak.
         self.optim.clear_grad(set_to_zero=False)
-        if not all_finite(self.model.parameters()):  # the same on every rank: no all-reduce
+        # Small models: all weights as one flat copy, checked by one reduction, which the EMA
+        # update reads next. The same on every rank: no all-reduce.
+        weights = flat_parameters(self.model) if self.small else None
+        if not all_finite([weights] if self.small else self.model.parameters()):
             raise TrainingDiverged(self.diverged_message(
                 f"the update of iteration {self.iteration} made weights NaN or infinite "
                 f"(its loss was a finite {value:.4g}); training stopped and did not save it"))
         self.lr_sched.step()
-        self.ema.update()
+        self.ema.update(weights)
         self.iteration += 1
         return value
 
@@ -279,8 +301,13 @@ class Trainer:
         """Train until ``train.training_iters``; returns the iterations done. A stop signal
         ends training after the current iteration: it is saved and Interrupted is raised."""
         tc = self.cfg.train
-        self.logger = RunLogger(tc.log_dir, enabled=self.is_main)
+        self.logger = RunLogger(tc.log_dir, self.run_id, enabled=self.is_main)
         self.model.train()
+        short_warmup = warmup_note(tc.lr, tc.warmup_steps, tc.training_iters, self.iteration)
+        if short_warmup:
+            note(short_warmup)
+        self.plain = ProgressLines(tc.training_iters, self.iteration) \
+            if self.lines and self.is_main else None
         bar = tqdm(total=tc.training_iters, initial=self.iteration, desc="train", unit="it",
                    disable=not (self.progress and self.is_main), dynamic_ncols=True)
         first = self.iteration
@@ -324,6 +351,8 @@ class Trainer:
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self.optim.get_lr():.2e}",
                         img_s=f"{images_per_second:.1f}", refresh=False)
         bar.update(1)
+        if self.plain is not None:
+            self.plain.update(self.iteration, loss)
 
     def write_periodic_outputs(self) -> None:
         """The sample grid every train.sample_interval and the checkpoint every ckpt_interval."""
