@@ -152,7 +152,7 @@ def test_two_ranks_stop_after_the_same_iteration_and_rank0_saves(workdir):
     ports = _free_ports(2)
     endpoints = ",".join(f"127.0.0.1:{p}" for p in ports)
     ranks = [start(workdir, "--ckpt_dir", "ck_dist", "--ckpt_interval", "1", "--keep_last", "1",
-                   "--num_workers", "1",
+                   "--num_workers", "1", "-o", "data.in_memory=false",   # a real worker
                    env={"PADDLE_TRAINER_ID": str(r), "PADDLE_TRAINERS_NUM": "2",
                         "PADDLE_CURRENT_ENDPOINT": f"127.0.0.1:{ports[r]}",
                         "PADDLE_TRAINER_ENDPOINTS": endpoints, "PADDLE_DISTRI_BACKEND": "gloo"})

@@ -29,6 +29,8 @@ MEANINGS = {
     "data.channels": "image channels; also sets model.in_channels/out_channels unless given",
     "data.class_level": "image folders: the sub-folder depth that names the class",
     "data.class_names": "the labels' names (set by conditional training from the data set)",
+    "data.in_memory": "hold a small data set (up to 256 MiB decoded) in memory and batch it there; "
+                      "false: decode every epoch in num_workers loader processes",
     "model.arch": "the network (models/)",
     "model.ch": "base channel count (the MLP's hidden width)",
     "model.ch_mult": "channel multiplier per resolution level, e.g. 1,2,2,2",

@@ -129,7 +129,8 @@ def training_loader(cfg: Config, dataset, trainer: Trainer):
     docstring): the same examples as one process with the whole global batch."""
     accum = cfg.train.accum_steps
     return build_loader(dataset, trainer.micro_batch, num_workers=cfg.data.num_workers,
-                        seed=cfg.train.seed, start_step=trainer.iteration * accum, infinite=True)
+                        seed=cfg.train.seed, start_step=trainer.iteration * accum, infinite=True,
+                        in_memory=cfg.data.in_memory)
 
 
 @contextlib.contextmanager

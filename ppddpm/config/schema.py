@@ -30,6 +30,7 @@ class DataConfig:
     channels: int = 3                 # 1 (greyscale) | 3 (RGB); image folders convert to it
     class_level: int = 1              # image folders: the sub-folder depth that names the class
     class_names: Optional[List[str]] = None  # the labels' names, set by conditional training
+    in_memory: bool = True            # small sets decoded once and batched from memory (no workers)
 
 
 @dataclass
