@@ -313,3 +313,15 @@ def test_the_sampling_line_names_classes_and_guidance(tmp_path, files):
                "--engine", "dygraph", cwd=tmp_path, quiet=False)
     line = next(l for l in proc.stdout.splitlines() if l.startswith("sampling"))
     assert line.endswith("classes 3,5, classifier-free guidance 1.5"), line
+
+
+def test_class_tags_name_every_conditioning():
+    from ppddpm.cli.script_match import class_tag
+    from ppddpm.config import SampleConfig
+    s = SampleConfig()
+    assert class_tag(s, None) == ""                         # unconditional: the original's name
+    assert class_tag(s, 10) == "_nolabel"
+    assert class_tag(s, None, classifier_scale=1.0) == "_classrandom_cg1"
+    s.class_label, s.guidance_scale = "3, 5", 2.0
+    assert class_tag(s, 10) == "_class3-5_w2"
+    assert class_tag(s, 10, classifier_scale=0.5) == "_class3-5_cg0.5"
