@@ -9,7 +9,7 @@ from ..errors import CheckpointError
 from ..io.weights import load_checkpoint
 from ..runtime.progress import say
 from ..train.checkpoint import inference_path
-from ..train.trainer import find_resume_checkpoint
+from ..train.checkpoint import find_resume_checkpoint
 from .outputs import output_folders, prepare_output_dirs
 
 

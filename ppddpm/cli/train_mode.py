@@ -22,10 +22,10 @@ from ..runtime import dist
 from ..runtime.progress import bars_wanted, note, say
 from ..samplers import checked_sampler
 from ..toy.output import final_report, report_finished
-from ..train.checkpoint import inference_path
+from ..train.checkpoint import find_resume_checkpoint, inference_path
 from ..train.finite import first_non_finite
 from ..train.runlock import claim_run_folder
-from ..train.trainer import Trainer, find_resume_checkpoint
+from ..train.trainer import Trainer
 from .args import explicit_settings
 from .outputs import output_folders, prepare_output_dirs
 from .rerun import refused_continue

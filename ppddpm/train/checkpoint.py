@@ -102,3 +102,8 @@ def set_rng_state(state: dict) -> None:
         paddle.set_rng_state(state["paddle"], device="cpu")
     if "paddle_cuda" in state and _cuda_available():
         paddle.set_cuda_rng_state(state["paddle_cuda"])
+
+
+def find_resume_checkpoint(cfg, path: Optional[str]) -> Optional[str]:
+    """``path`` if given, else the latest checkpoint of ``train.ckpt_prefix`` in ``train.ckpt_dir``."""
+    return path or latest_checkpoint(cfg.train.ckpt_dir, cfg.train.ckpt_prefix)

@@ -35,8 +35,7 @@ from ..runtime import dist
 from ..runtime.heap import keep_freed_memory
 from ..runtime.progress import note
 from ..version import __version__
-from .checkpoint import (get_rng_state, inference_path, latest_checkpoint, prune_checkpoints,
-                         train_ckpt_path)
+from .checkpoint import get_rng_state, inference_path, prune_checkpoints, train_ckpt_path
 from .ema import EMA, flat_parameters
 from .finite import all_finite, first_non_finite
 from .logger import RunLogger, new_run_id
@@ -273,13 +272,6 @@ class Trainer:
             self.stop.defer_child_errors()
         return micro_batches
 
-    def agree_to_stop(self, asked: bool) -> bool:
-        """Whether any rank asked to stop: every rank gets the same answer, from one
-        all-reduce of one number per iteration."""
-        if self.world_size == 1:
-            return asked
-        return float(dist.sum_over_ranks([float(asked)])[0]) > 0
-
     def stop_and_save(self, first: int, signum: int) -> Interrupted:
         """Save the last finished iteration (rank 0) and describe it in an Interrupted."""
         tc = self.cfg.train
@@ -336,7 +328,8 @@ class Trainer:
         tc, first, start = self.cfg.train, self.iteration, time.perf_counter()
         while self.iteration < tc.training_iters:
             micro_batches = self.next_batches(batches, tc.accum_steps)
-            if self.agree_to_stop(micro_batches is None or self.stop.signum is not None):
+            asked = micro_batches is None or self.stop.signum is not None
+            if dist.max_over_ranks(asked):   # any rank asked: every rank stops here
                 return
             loss = self.train_step([b[0] for b in micro_batches],
                                    [b[1] for b in micro_batches] if self.conditional else None)
@@ -404,7 +397,3 @@ class Trainer:
                 f"{self.last_good_checkpoint()} (continue with --mode resume once the folder "
                 "is writable)")
 
-
-def find_resume_checkpoint(cfg: Config, path: Optional[str]) -> Optional[str]:
-    """``path`` if given, else the latest checkpoint of ``train.ckpt_prefix`` in ``train.ckpt_dir``."""
-    return path or latest_checkpoint(cfg.train.ckpt_dir, cfg.train.ckpt_prefix)
