@@ -16,6 +16,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .conv import Conv2d
+from .matmul import Linear, batched_matmul
 from .norm import GroupNorm
 
 __all__ = [
@@ -103,8 +104,8 @@ def conv1x1(cin: int, cout: int) -> Conv2d:
     return Conv2d(cin, cout, 1, weight_attr=_XAVIER, bias_attr=_ZERO)
 
 
-def linear(cin: int, cout: int, zero: bool = False) -> nn.Linear:
-    return nn.Linear(cin, cout, weight_attr=_ZERO if zero else _XAVIER, bias_attr=_ZERO)
+def linear(cin: int, cout: int, zero: bool = False) -> Linear:
+    return Linear(cin, cout, weight_attr=_ZERO if zero else _XAVIER, bias_attr=_ZERO)
 
 
 class ResBlock(nn.Layer):
@@ -188,14 +189,16 @@ class AttnBlock(nn.Layer):
     def forward(self, x):
         h = (self.norm(x) if self.norm is not None else x).flatten(2).transpose([0, 2, 1])
         q, k, v = paddle.split(self.qkv(h), 3, axis=-1)               # [B, HW, C] each
+        # a CPU training pass takes the oneDNN products and their gradients (models/matmul.py)
+        fused = self.use_sdpa and not (self.training and x.place.is_cpu_place())
         if self.heads > 1:
             h = self._multi_head(q, k, v)
-        elif self.use_sdpa:
+        elif fused:
             h = F.scaled_dot_product_attention(
                 q.unsqueeze(2), k.unsqueeze(2), v.unsqueeze(2), training=False).squeeze(2)
         else:
-            w = paddle.matmul(q, k, transpose_y=True) * (float(self.ch) ** -0.5)
-            h = paddle.matmul(F.softmax(w, axis=-1), v)
+            w = batched_matmul(q, k, transpose_y=True, training=self.training) * (float(self.ch) ** -0.5)
+            h = batched_matmul(F.softmax(w, axis=-1), v, training=self.training)
         h = self.proj_out(h).transpose([0, 2, 1]).reshape(paddle.shape(x))  # H, W may be dynamic
         return h + x   # fresh tensor first (see ResBlock.forward)
 

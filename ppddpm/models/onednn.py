@@ -35,6 +35,7 @@ _Q_IMPL_INFO = 8
 _Q_SRC, _Q_DIFF_SRC, _Q_WEIGHTS, _Q_DIFF_WEIGHTS, _Q_DST, _Q_DIFF_DST = 129, 130, 131, 132, 133, 134
 _ARG_SRC, _ARG_DST, _ARG_WEIGHTS, _ARG_BIAS = 1, 17, 33, 41
 _ARG_DIFF_SRC, _ARG_DIFF_DST, _ARG_DIFF_WEIGHTS, _ARG_DIFF_BIAS = 129, 145, 161, 169
+ARG_SRC, ARG_DST, ARG_WEIGHTS, ARG_BIAS = _ARG_SRC, _ARG_DST, _ARG_WEIGHTS, _ARG_BIAS
 
 _VP = ctypes.c_void_p
 _PVP = ctypes.POINTER(_VP)
@@ -65,6 +66,7 @@ _SIGNATURES = {
     "dnnl_convolution_backward_weights_primitive_desc_create":
         [_PVP, _VP, _INT, _VP, _VP, _VP, _VP, _DIMS, _DIMS, _DIMS, _DIMS, _VP, _VP],
     "dnnl_reorder_primitive_desc_create": [_PVP, _VP, _VP, _VP, _VP, _VP],
+    "dnnl_matmul_primitive_desc_create": [_PVP, _VP, _VP, _VP, _VP, _VP, _VP],
     "dnnl_primitive_desc_query": [_VP, _INT, _INT, _VP],
     "dnnl_primitive_desc_query_md": [_VP, _INT, _INT],
     "dnnl_primitive_desc_destroy": [_VP],
@@ -124,6 +126,13 @@ class _Library:
             ctypes.byref(md), len(shape), _DIMS(*shape), _F32, _DIMS(*strides)), "memory desc")
         return md
 
+    def strided_md(self, shape: Sequence[int], strides: Sequence[int]) -> _VP:
+        """float32 memory descriptor of a view with these element strides (a transpose)."""
+        md = _VP()
+        self.check(self.lib.dnnl_memory_desc_create_with_strides(
+            ctypes.byref(md), len(shape), _DIMS(*shape), _F32, _DIMS(*strides)), "memory desc")
+        return md
+
     def any_md(self, shape: Sequence[int]) -> _VP:
         md = _VP()
         self.check(self.lib.dnnl_memory_desc_create_with_tag(
@@ -140,6 +149,13 @@ class _Library:
         self.check(self.lib.dnnl_memory_create(ctypes.byref(mem), md, self.engine, None),
                    "memory")
         return mem
+
+    def execute(self, primitive: _VP, args) -> None:
+        """Run ``primitive`` on (argument id, memory) pairs and wait for it."""
+        pairs = (_ExecArg * len(args))(*(_ExecArg(a, m) for a, m in args))
+        self.check(self.lib.dnnl_primitive_execute(primitive, self.stream, len(args), pairs),
+                   "execute")
+        self.check(self.lib.dnnl_stream_wait(self.stream), "stream wait")
 
     def impl_name(self, pd: _VP) -> str:
         out = ctypes.c_char_p()
