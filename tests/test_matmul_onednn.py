@@ -85,13 +85,16 @@ def test_batched_matmul_values_and_gradients_match_paddle(transpose_y):
 
 
 def test_auto_keeps_paddle_below_the_size_floor():
-    """auto sends only products of MIN_FLOPS or more to oneDNN: a tiny one makes no plan."""
+    """auto sends only products of MIN_FLOPS or more, over MIN_ROWS rows or more, to oneDNN."""
     set_conv_backend("auto")
     onednn_matmul._PLANS.clear()
-    layer = Linear(4, 4)
-    layer(paddle.randn([2, 4]))
+    Linear(4, 4)(paddle.randn([2, 4]))
+    Linear(512, 1024)(paddle.randn([8, 512]))   # few rows (a time embedding): weight-bound
     assert not onednn_matmul._PLANS
+    Linear(64, 192)(paddle.randn([4, 64, 64]))  # 256 rows, 6.3 MFLOP
+    assert len(onednn_matmul._PLANS) == 1
     set_conv_backend("paddle")
+    onednn_matmul._PLANS.clear()
     Linear(256, 256)(paddle.randn([64, 256]))
     assert not onednn_matmul._PLANS   # the paddle backend never uses oneDNN
 

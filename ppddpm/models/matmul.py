@@ -17,6 +17,10 @@ from . import onednn_matmul
 from .conv import conv_backend, onednn_enabled
 
 MIN_FLOPS = 1e6   # below this the Python around a oneDNN call costs more than it saves
+# auto: a linear layer over fewer rows (the time embedding's: one row per example) is bound
+# by reading its weights, where Paddle's kernel is as fast ([8, 512] x [512, 256]: 0.29 ms
+# forward + backward against PyTorch's 0.30), so it keeps Paddle's
+MIN_ROWS = 64
 
 
 def _use_onednn(flops: float, *tensors) -> bool:
@@ -108,8 +112,9 @@ class Linear(nn.Linear):
         rows = 1
         for d in x.shape[:-1]:
             rows *= d
+        flops = 2.0 * rows * k * n if rows >= MIN_ROWS else 0.0   # 0: below auto's floor
         if (len(x.shape) < 2 or rows == 0 or not _grad_safe(self.training)
-                or not _use_onednn(2.0 * rows * k * n, x, self.weight)):
+                or not _use_onednn(flops, x, self.weight)):
             return super().forward(x)
         x2 = _contiguous(x).reshape([rows, k])
         if self.bias is None:
