@@ -180,3 +180,22 @@ def test_train_and_bpd_refuse_a_classifier_instead_of_ignoring_it(files, cli):
     one_line_error(*cli("--mode", "eval", "--metrics", "bpd", "--pretrained_path",
                         files["uncond"], "--classifier_path", "brightness.pdparam"),
                    "--classifier_path", "bpd")
+
+
+def test_eval_of_two_classes_keeps_both_runs_files(files, cli):
+    """Without --sample_postfix, eval's samples carry their classes in their name, as
+    denoise's grids do: a class-5 eval neither reuses nor overwrites the class-3 one's."""
+    d = files["dir"]
+    make_fake_cifar10(str(d / "ds"), 1)
+    (d / "inception.pth").write_bytes(b"not weights")   # fails only after the samples are saved
+    for label in ("3", "5"):
+        status, err = cli("--mode", "eval", "--pretrained_path", files["cond10"], "--data_dir",
+                          "ds", "--num_samples", "4", "--inception_weights", "inception.pth",
+                          "--engine", "dygraph", "--class_label", label)
+        assert status == 2 and "inception.pth" in err, err
+    names = sorted(p.name for p in (d / "sample").glob("*_eval4.npz"))
+    assert [n for n in names if "_class3_" in n] and [n for n in names if "_class5_" in n], names
+    for name in names:
+        with np.load(d / "sample" / name) as f:
+            meta = json.loads(str(f["ppddpm_meta"]))
+        assert meta["classes"] == [int(name.split("_class")[1][0])], (name, meta)

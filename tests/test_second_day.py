@@ -316,7 +316,7 @@ def test_the_sampling_line_names_classes_and_guidance(tmp_path, files):
 
 
 def test_class_tags_name_every_conditioning():
-    from ppddpm.cli.script_match import class_tag
+    from ppddpm.pipeline import class_tag
     from ppddpm.config import SampleConfig
     s = SampleConfig()
     assert class_tag(s, None) == ""                         # unconditional: the original's name

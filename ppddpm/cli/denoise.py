@@ -13,7 +13,7 @@ from ..data.labels import grid_labels, random_labels, sampling_classes
 from ..evaluate.resumable import chunk_files, finished_images, generate_resumable, sampling_meta
 from ..io.grid_output import SamplePaths, grid_layout, maybe_grey, sample_paths, show_image
 from ..io.images import image_format, save_grid, save_individual, save_npz, save_sequence
-from ..pipeline import SamplingSetup, prepare_sampling
+from ..pipeline import SamplingSetup, class_tag, prepare_sampling
 from ..runtime import dist
 from ..runtime.progress import note, say
 from ..samplers import generate_sequence, sampler_description
@@ -21,7 +21,7 @@ from ..toy.output import run_toy_denoise
 from .args import was_given
 from .outputs import output_folders, prepare_output_dirs
 from .resolve import expected_model
-from .script_match import class_tag, match_file_to_script
+from .script_match import match_file_to_script
 
 
 class DenoisePlan(NamedTuple):

@@ -5,6 +5,7 @@ import os
 
 from ..config import Config
 from ..evaluate import EvalOptions, run_eval, run_fid_stats
+from .args import was_given
 from .outputs import output_folders, prepare_output_dirs
 from .resolve import expected_model
 
@@ -16,7 +17,7 @@ def eval_options(args, cfg: Config) -> EvalOptions:
                        eval_out=args.eval_out, inception_weights=args.inception_weights,
                        inception_batch=args.inception_batch, engine=args.engine,
                        var_type=args.var_type, map_config=expected_model(args, cfg),
-                       quiet=args.quiet)
+                       quiet=args.quiet, name_classes=not was_given(args, "sample_postfix"))
 
 
 def run_eval_mode(args, cfg: Config, mode: str) -> None:

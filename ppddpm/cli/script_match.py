@@ -64,21 +64,3 @@ def match_file_to_script(file_cfg: Config, script_cfg: Config, pretrained_path: 
         where = f"; the outputs are named {script_cfg.sample.sample_postfix!r} after the file"
     return (f"note: {pretrained_path} is a model of {describe(file_cfg)}, not of this "
             f"script's {describe(script_cfg)}; sampling it as its own config says{where}")
-
-
-def class_tag(sample_cfg, num_classes: Optional[int], classifier_scale: Optional[float] = None
-              ) -> str:
-    """What a conditional or classifier-guided run's outputs add to their name, so that its
-    class-3 grid, its guided grid and its unlabelled branch never overwrite each other or an
-    unconditional grid: ``_class3``, ``_class0-1-2_w2``, ``_nolabel``, ``_class3_cg1``
-    (classifier guidance), ``_classrandom_cg1``; '' for an unconditional, unguided run."""
-    spec = sample_cfg.class_label
-    spec = "" if spec is None else "-".join(part.strip() for part in str(spec).split(","))
-    if classifier_scale is not None:
-        return f"_class{spec or 'random'}_cg{classifier_scale:g}"
-    if num_classes is None:
-        return ""
-    if not spec:
-        return "_nolabel"
-    guided = f"_w{sample_cfg.guidance_scale:g}" if sample_cfg.guidance_scale else ""
-    return f"_class{spec}{guided}"

@@ -24,7 +24,7 @@ from ..config import Config, ConfigError, ModelConfig
 from ..data.labels import balanced_labels, random_labels, sampling_classes
 from ..errors import CheckpointError
 from ..io.files import atomic_write
-from ..pipeline import prepare_sampling
+from ..pipeline import class_tag, prepare_sampling
 from ..runtime import dist
 from ..runtime.progress import note, say
 from ..samplers import sampler_description
@@ -59,6 +59,7 @@ class EvalOptions:
     var_type: Optional[str] = None        # a reverse-process variance replacing the file's
     map_config: Optional[ModelConfig] = None   # the network expected, None: the file's
     quiet: bool = False
+    name_classes: bool = True   # the outputs' names carry the classes and guidance (no --sample_postfix)
 
 
 def checkpoint_iteration(path: str) -> Optional[int]:
@@ -85,6 +86,9 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
     if labels is None and setup.classifier is not None:   # classifier guidance, random classes
         labels = random_labels(s.seed, n, setup.classifier_config.model.num_classes)
     meta = sampling_meta(opts.pretrained_path, desc, s, shape, classes, setup.classifier)
+    if opts.name_classes:   # a class-3 eval never reuses or overwrites a class-5 one's files
+        s.sample_postfix += class_tag(s, setup.file_config.model.num_classes,
+                                      None if setup.classifier is None else setup.classifier.scale)
     base = os.path.join(s.sample_dir, f"{s.sample_postfix}_eval")
     path = f"{base}{n}.npz"
     info = {"checkpoint": opts.pretrained_path,
