@@ -39,6 +39,7 @@ def site(tmp_path_factory):
     models.mkdir()
     write_tiny_model(models / "uncond.pdparam", steps=200)
     write_tiny_model(models / "long.pdparam", steps=1000)
+    write_tiny_model(models / "cond.pdparam", steps=200, num_classes=3, class_names=["cat", "dog", "owl"])
     write_tiny_model(root / "outside.pdparam", steps=200)   # a real file, just not under DIR
     out = root / "out"
     log = open(root / "server.log", "w")   # a file: a long log never blocks the server
@@ -103,7 +104,7 @@ def screenshot(page, name):
     folder = os.environ.get("PPDDPM_SCREENSHOTS")
     if folder:
         os.makedirs(folder, exist_ok=True)
-        page.screenshot(path=os.path.join(folder, name))
+        page.screenshot(path=os.path.join(folder, name), full_page=True)
 
 
 def fill(page, model, sampler, steps, images, seed=0):
@@ -121,7 +122,11 @@ def wait_state(page, state):
 def test_sample_watch_the_frames_and_download(site, browser):
     url, _, out = site
     page = open_page(browser, url)
+    page.select_option("#model", "cond.pdparam")   # a class and a guidance scale to choose
+    assert page.is_visible("#class-row") and page.is_visible("#guidance-row")
+    assert page.locator("#class-label option").all_inner_texts()[2:] == ["0: cat", "1: dog", "2: owl"]
     fill(page, "uncond.pdparam", "ddpm", 200, 4, seed=7)
+    assert not page.is_visible("#class-row") and not page.is_visible("#guidance-row")
     assert page.inner_text("#model-info") == ("unet, data set folder, 8x8, unconditional, "
                                               "41,899 parameters, T = 200")
     # every frame the page shows, with the job's state at that moment
@@ -169,7 +174,9 @@ def test_two_tabs_the_second_waits_its_turn_and_stop(site, browser):
     second.wait_for_function("document.getElementById('status').textContent.includes("
                              "'place 2 in the queue (1 job ahead of yours)')")
     assert first.get_attribute("#status", "data-state") == "running"
+    first.wait_for_function("+document.getElementById('frame-count').textContent >= 2")
     screenshot(second, "queue.png")
+    screenshot(first, "running.png")
     stopped_job = first.get_attribute("#status", "data-job")
     first.click("#stop")
     wait_state(first, "stopped")

@@ -201,3 +201,16 @@ def test_uploads_must_be_images_of_the_models_size(models, tmp_path):
         read_image(b"", "x.png", entry)
     image = read_image(png(8, 8, "L"), "grey.png", entry)   # grey to the model's RGB
     assert image.shape == (3, 8, 8) and np.allclose(image, 200 / 127.5 - 1)
+
+
+def test_the_time_left_is_the_rate_since_the_first_step(monkeypatch, tmp_path):
+    """Loading and the first step's warm-up do not count: (now - first) / (done - 1) per step."""
+    from ppddpm.web import jobs
+    now = [100.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: now[0])
+    job = Job("sample", None, str(tmp_path))
+    job.state = "running"
+    job.step(1, 10)              # t = 100
+    job.step(4, 10)
+    now[0] = 112.0
+    assert job.seconds_left() == 12.0 / 3 * 6

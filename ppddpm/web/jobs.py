@@ -32,7 +32,7 @@ class Job:
         self.state = "queued"        # queued | running | done | failed | stopped
         self.message = ""
         self.steps_done, self.steps_total = 0, 0
-        self.started: Optional[float] = None
+        self.first_step: Optional[float] = None
         self.frames: Dict[str, bytes] = {}   # name -> PNG of the newest frame
         self.frame_count = 0
         self.files: Dict[str, str] = {}      # download name -> path
@@ -51,6 +51,8 @@ class Job:
         self._touch(message=message)
 
     def step(self, done: int, total: int) -> None:
+        if done == 1:   # the time left is measured from here: loading and warm-up excluded
+            self.first_step = time.monotonic()
         self._touch(steps_done=done, steps_total=total)
 
     def show_frames(self, frames: Dict[str, bytes]) -> None:
@@ -66,10 +68,10 @@ class Job:
         return self.state in ("done", "failed", "stopped")
 
     def seconds_left(self) -> Optional[float]:
-        if self.state != "running" or not self.started or self.steps_done < 1:
+        if self.state != "running" or self.first_step is None or self.steps_done < 2:
             return None
-        spent = time.monotonic() - self.started
-        return spent / self.steps_done * (self.steps_total - self.steps_done)
+        spent = time.monotonic() - self.first_step
+        return spent / (self.steps_done - 1) * (self.steps_total - self.steps_done)
 
     def snapshot(self, position: int) -> dict:
         with self._lock:
@@ -146,7 +148,6 @@ class JobQueue:
                     return
                 job = self._running = self._waiting.popleft()
                 job._touch(state="running", message="starting")
-            job.started = time.monotonic()
             try:
                 self._run(job)
                 if job.stopped:
