@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -62,14 +63,17 @@ def site(tmp_path_factory):
         pytest.fail(f"the server did not start: {(root / 'server.log').read_text()}",
                     pytrace=False)
     yield url, models, out
-    proc.terminate()
+    proc.send_signal(signal.SIGINT)   # Ctrl-C: one line, exit status 130
     try:
-        proc.wait(timeout=15)
+        status = proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
+        raise
+    finally:
+        log.close()
     leftover = (root / "server.log").read_text()
     assert "Traceback" not in leftover, leftover
+    assert status == 130 and leftover.endswith("ppddpm web: stopped (Ctrl-C)\n"), leftover
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +124,7 @@ def wait_state(page, state):
 
 
 def test_sample_watch_the_frames_and_download(site, browser):
-    url, _, out = site
+    url, models, out = site
     page = open_page(browser, url)
     page.select_option("#model", "cond.pdparam")   # a class and a guidance scale to choose
     assert page.is_visible("#class-row") and page.is_visible("#guidance-row")
@@ -160,6 +164,12 @@ def test_sample_watch_the_frames_and_download(site, browser):
     tiles = np.asarray(Image.open(io.BytesIO(grid_bytes)).convert("RGB"))
     assert np.array_equal(tiles[2:10, 12:20], images[1])   # the grid shows the .npz's images
     assert Image.open(gif.value.path()).n_frames >= 2
+    # nothing written outside the output folder: one folder per job there
+    assert sorted(os.listdir(models.parent)) == ["models", "out", "outside.pdparam", "server.log"]
+    assert sorted(os.listdir(models)) == ["cond.pdparam", "long.pdparam", "uncond.pdparam"]
+    assert os.listdir(out) == [job_id]
+    assert sorted(os.listdir(out / job_id)) == ["denoising.gif", "grid.png", "samples.npz",
+                                                "xt_sequence.png"]
     page.context.close()
 
 

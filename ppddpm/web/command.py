@@ -131,5 +131,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"ppddpm web: models from {models}, outputs in {out}", flush=True)
     print(f"ppddpm web: open {address(args.host, port, args.token)}  (Ctrl-C stops it)",
           flush=True)
-    serve(sock, models, out, args.token, args.engine)
+    try:
+        serve(sock, models, out, args.token, args.engine)
+    except KeyboardInterrupt:   # uvicorn raises it again once it has shut down
+        print("ppddpm web: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
     return 0
