@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -61,9 +62,11 @@ def test_each_mistake_is_one_line_and_exit_2(tmp_path, busy_port, monkeypatch, c
 
 
 def test_this_machine_only_unless_asked_and_then_a_warning(tmp_path, monkeypatch, capsys):
-    from ppddpm.web import server   # the web extra
+    """(The server itself stands aside: this needs no web extra.)"""
     served = []
-    monkeypatch.setattr(server, "serve", lambda sock, *rest: served.append(sock.getsockname()))
+    server = types.SimpleNamespace(serve=lambda sock, *rest: served.append(sock.getsockname()))
+    monkeypatch.setitem(sys.modules, "ppddpm.web.server", server)
+    monkeypatch.setattr(command, "check_extra", lambda: None)
     models = tmp_path / "models"
     models.mkdir()
     base = ["--models", str(models), "--out", str(tmp_path / "out"), "--port", "0"]
