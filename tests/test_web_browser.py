@@ -126,6 +126,8 @@ def wait_state(page, state):
 def test_sample_watch_the_frames_and_download(site, browser):
     url, models, out = site
     page = open_page(browser, url)
+    assert page.locator("#kind option").all_inner_texts() == ["Sample"]   # the job kinds
+    assert not page.is_visible("#kind-row")   # (a choice once an editing mode exists)
     page.select_option("#model", "cond.pdparam")   # a class and a guidance scale to choose
     assert page.is_visible("#class-row") and page.is_visible("#guidance-row")
     assert page.locator("#class-label option").all_inner_texts()[2:] == ["0: cat", "1: dog", "2: owl"]
@@ -247,4 +249,11 @@ def test_a_bad_upload_gets_one_message(site, browser):
                                f"{json.dumps(message)})")
         assert page.get_attribute("#upload-message", "class") == "bad"
     screenshot(page, "bad_upload.png")
+    good = io.BytesIO()
+    Image.new("RGB", (8, 8), (90, 120, 200)).save(good, format="PNG")
+    page.set_input_files("#upload", files=[{"name": "ok.png", "mimeType": "image/png",
+                                            "buffer": good.getvalue()}])
+    page.wait_for_function("document.getElementById('upload-message').textContent.includes("
+                           "'ok.png: 8x8, ready for uncond.pdparam')")
+    assert page.get_attribute("#upload-message", "class") == ""
     page.context.close()

@@ -188,7 +188,7 @@ def build_app(state: WebState) -> Starlette:
             return error(str(exc))
         c, h, w = entry.shape
         return JSONResponse({"id": state.uploads.add(image, entry), "message":
-                             f"{name}: a {w}x{h} image, ready for {entry.name}"})
+                             f"{name}: {w}x{h}, ready for {entry.name}"})
 
     routes = [
         Route("/", page),

@@ -2,7 +2,7 @@
 "use strict";
 const token = new URLSearchParams(location.search).get("token") || "";
 const $ = (id) => document.getElementById(id);
-let info = null, job = null, events = null;
+let info = null, job = null, events = null, uploadId = "";
 
 function api(path) {   // an API address, carrying the token when the page has one
   return path + (token ? (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : "");
@@ -52,6 +52,8 @@ async function load() {
   }
   const first = info.models.find((m) => !m.problem);
   if (first) $("model").value = first.name;
+  for (const k of info.kinds) $("kind").add(new Option(k.title, k.name));
+  $("kind-row").hidden = info.kinds.length < 2;   // a choice once an editing mode exists
   for (const s of info.samplers) $("sampler").add(new Option(s.title, s.name));
   $("sampler").value = "ddim";
   $("num-images").max = info.max_images;
@@ -104,7 +106,7 @@ async function sample() {
   $("message").textContent = "";
   $("final-box").hidden = true;
   const form = {
-    kind: "sample", model: $("model").value, sampler: $("sampler").value,
+    kind: $("kind").value, upload: uploadId, model: $("model").value, sampler: $("sampler").value,
     steps: $("steps").value, eta: $("eta").value, seed: $("seed").value,
     num_images: $("num-images").value, class_label: $("class-row").hidden ? "" : $("class-label").value,
     guidance_scale: $("guidance-row").hidden ? 0 : $("guidance").value,
@@ -134,10 +136,12 @@ async function upload() {
   const out = $("upload-message");
   if (!file) return;
   out.className = "";
+  uploadId = "";
   try {
     const body = await call(`/api/upload?model=${encodeURIComponent($("model").value)}`,
       {method: "POST", headers: {"X-Filename": encodeURIComponent(file.name)}, body: file});
     out.textContent = body.message;
+    uploadId = body.id;
   } catch (e) {
     out.textContent = e.message;
     out.className = "bad";
