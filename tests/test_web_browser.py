@@ -40,7 +40,8 @@ def site(tmp_path_factory):
     models.mkdir()
     write_tiny_model(models / "uncond.pdparam", steps=200)
     write_tiny_model(models / "long.pdparam", steps=1000)
-    write_tiny_model(models / "cond.pdparam", steps=200, num_classes=3, class_names=["cat", "dog", "owl"])
+    write_tiny_model(models / "cond.pdparam", steps=200, num_classes=3,
+                     class_names=["cat", "dog", "owl"])
     write_tiny_model(root / "outside.pdparam", steps=200)   # a real file, just not under DIR
     out = root / "out"
     log = open(root / "server.log", "w")   # a file: a long log never blocks the server
@@ -130,16 +131,18 @@ def test_sample_watch_the_frames_and_download(site, browser):
     assert not page.is_visible("#kind-row")   # (a choice once an editing mode exists)
     page.select_option("#model", "cond.pdparam")   # a class and a guidance scale to choose
     assert page.is_visible("#class-row") and page.is_visible("#guidance-row")
-    assert page.locator("#class-label option").all_inner_texts()[2:] == ["0: cat", "1: dog", "2: owl"]
+    classes = page.locator("#class-label option").all_inner_texts()
+    assert classes[2:] == ["0: cat", "1: dog", "2: owl"]
     fill(page, "uncond.pdparam", "ddpm", 200, 4, seed=7)
     assert not page.is_visible("#class-row") and not page.is_visible("#guidance-row")
     assert page.inner_text("#model-info") == ("unet, data set folder, 8x8, unconditional, "
                                               "41,899 parameters, T = 200")
     # every frame the page shows, with the job's state at that moment
     page.evaluate("""() => { window.seen = [];
-        new MutationObserver(() => window.seen.push([+document.getElementById('frame-count').textContent,
-                                                     document.getElementById('status').dataset.state]))
-            .observe(document.getElementById('frame-x0'), {attributes: true}); }""")
+        const text = (id) => document.getElementById(id);
+        new MutationObserver(() => window.seen.push([+text('frame-count').textContent,
+                                                     text('status').dataset.state]))
+            .observe(text('frame-x0'), {attributes: true}); }""")
     page.click("#sample")
     page.wait_for_selector("#final-box:not([hidden])")
     assert page.inner_text("#status").startswith("Done: 4 images from uncond.pdparam")
@@ -189,6 +192,13 @@ def test_two_tabs_the_second_waits_its_turn_and_stop(site, browser):
     first.wait_for_function("+document.getElementById('frame-count').textContent >= 2")
     screenshot(second, "queue.png")
     screenshot(first, "running.png")
+    third = open_page(browser, url)                  # a tab closed while it waits ...
+    fill(third, "uncond.pdparam", "ddim", 10, 4)
+    third.click("#sample")
+    third.wait_for_function("document.getElementById('status').textContent.includes("
+                            "'place 3 in the queue (2 jobs ahead of yours)')")
+    closed_job = third.get_attribute("#status", "data-job")
+    third.context.close()
     stopped_job = first.get_attribute("#status", "data-job")
     first.click("#stop")
     wait_state(first, "stopped")
@@ -196,6 +206,10 @@ def test_two_tabs_the_second_waits_its_turn_and_stop(site, browser):
                     first.inner_text("#status"))
     wait_state(second, "done")                      # the server went on with the next job
     assert not (out / stopped_job).exists()
+    events = urllib.request.urlopen(f"{url.split('?')[0]}api/jobs/{closed_job}/events"
+                                    f"?token={TOKEN}", timeout=10).read().decode()
+    assert '"state": "stopped"' in events and "stopped before it started" in events
+    assert not (out / closed_job).exists()          # ... left the queue: it never ran
     first.context.close()
     second.context.close()
 
@@ -242,7 +256,8 @@ def test_a_bad_upload_gets_one_message(site, browser):
     cases = [({"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not an image\n"},
               "notes.txt is not an image"),
              ({"name": "photo.png", "mimeType": "image/png", "buffer": buf.getvalue()},
-              "photo.png is 16x12, but uncond.pdparam makes 8x8 images; give an image of 8x8 pixels")]
+              "photo.png is 16x12, but uncond.pdparam makes 8x8 images; "
+              "give an image of 8x8 pixels")]
     for upload, message in cases:
         page.set_input_files("#upload", files=[upload])
         page.wait_for_function("document.getElementById('upload-message').textContent.includes("

@@ -140,19 +140,24 @@ def build_app(state: WebState) -> Starlette:
 
         async def stream():
             sent, frames_sent = None, 0
-            while True:   # ends when the job does; a closed tab cancels it (Starlette)
-                position = state.queue.position(job)
-                snap = job.snapshot(position)
-                if (snap["revision"], position) != sent:
-                    sent = (snap["revision"], position)
-                    if snap["frame_count"] != frames_sent:
-                        frames_sent = snap["frame_count"]
-                        snap["frames"] = {k: "data:image/png;base64," + base64.b64encode(v).decode()
-                                          for k, v in job.frames.items()}
-                    yield f"data: {json.dumps(snap)}\n\n"
-                    if snap["state"] in ("done", "failed", "stopped"):
-                        return
-                await asyncio.sleep(EVENT_POLL_S)
+            try:
+                while True:   # ends when the job does
+                    position = state.queue.position(job)
+                    snap = job.snapshot(position)
+                    if (snap["revision"], position) != sent:
+                        sent = (snap["revision"], position)
+                        if snap["frame_count"] != frames_sent:
+                            frames_sent = snap["frame_count"]
+                            snap["frames"] = {k: "data:image/png;base64,"
+                                              + base64.b64encode(v).decode()
+                                              for k, v in job.frames.items()}
+                        yield f"data: {json.dumps(snap)}\n\n"
+                        if snap["state"] in ("done", "failed", "stopped"):
+                            return
+                    await asyncio.sleep(EVENT_POLL_S)
+            finally:   # the tab was closed (Starlette cancels the stream): nobody waits for it
+                if not job.finished:
+                    state.queue.stop(job)
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
