@@ -113,9 +113,14 @@ class StopSignals:
         outer = getattr(self._previous.get(signal.SIGTERM), "__self__", None)
         if isinstance(outer, StopSignals) and outer.signum is None:
             outer.signum = self.signum
+        sigchld = getattr(signal, "SIGCHLD", None)
         for s, handler in self._previous.items():
             if self.ignore_after and s in STOP_SIGNALS:
                 handler = signal.SIG_IGN
+            if s == sigchld and self.signum is not None:
+                # stopping: the loader's workers ended with the group's signal, and Paddle's
+                # handler would print their end as a traceback while the process exits
+                handler = signal.SIG_DFL
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
         self._previous.clear()
 
