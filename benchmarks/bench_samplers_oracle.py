@@ -12,6 +12,7 @@ inside [-1, 1], so it would change nothing but the comparison's fairness).
   python benchmarks/bench_samplers_oracle.py                   # the full table (~10 min)
   python benchmarks/bench_samplers_oracle.py --nfe 10,20 --no-diffusers
   python benchmarks/bench_samplers_oracle.py --grids --nfe 10,20   # issue 25's comparison
+      [--peer_site /work/venv-ref/lib/python3.11/site-packages]  # diffusers from another venv
 
 --grids compares each multistep solver and order with diffusers' same scheduler on the same
 spacing (ppddpm's uniform is diffusers' "leading"): one row per spacing, NFE, solver and
@@ -169,9 +170,14 @@ def main():
     p.add_argument("--rows", default=None, help="only rows whose name contains one of these "
                    "comma-separated words (e.g. 'DEIS,DPMSolver')")
     p.add_argument("--json", default=None, help="also write the table here")
+    p.add_argument("--peer_site", default=None, metavar="DIR", help="a site-packages folder "
+                   "holding torch + diffusers, appended to sys.path when they are not "
+                   "installed beside Paddle (e.g. /work/venv-ref/lib/python3.11/site-packages)")
     p.add_argument("--grids", action="store_true", help="only the solver-by-solver comparison "
                    "with diffusers on uniform (leading), trailing and linspace")
     args = p.parse_args()
+    if args.peer_site:
+        sys.path.append(args.peer_site)
     nfes = [int(s) for s in args.nfe.split(",")]
     n = args.num_points
     betas = get_beta_schedule("linear", 1000)

@@ -163,9 +163,12 @@ def test_command_line_errors_for_the_new_settings(tmp_path):
     from helpers_cli import run as run_cli
     for flag, value, words in (("--dynamic_threshold", "1.5", "sample.threshold"),
                                ("--dynamic_threshold", "0", "sample.threshold"),
-                               ("--sampler", "dpm_solver_3s", "dpm_solver_singlestep")):
-        proc = run_cli("run_toy.py", "--mode", "denoise", flag, value, cwd=str(tmp_path),
-                       expect=2)
+                               ("--sampler", "dpm_solver_3s", "dpm_solver_singlestep"),
+                               ("--steps", "1000", "never evaluates t = 0")):
+        mode = ["--sampler", "unipc", "--training_iters", "2"] if flag == "--steps" else \
+            ["--mode", "denoise"]           # the solver check runs before any training
+        proc = run_cli("run_toy.py", *mode, flag, value, cwd=str(tmp_path), expect=2)
         err = proc.stderr.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err, err
         assert err.startswith("error:") and words in err, err
+    assert not list(tmp_path.iterdir())                  # nothing written

@@ -74,8 +74,10 @@ def sampler_description(sampler: Sampler) -> str:
 def sampler_settings(s: SampleConfig) -> str:
     """The sample settings a sampler is built from, as flags with their keys."""
     keys = ["sample.sampler"]
+    if s.sampler == "ddim" or s.sampler in SOLVERS:
+        keys.append("sample.num_steps" if s.num_steps else "sample.stride")
     if s.sampler == "ddim":
-        keys += ["sample.num_steps" if s.num_steps else "sample.stride", "sample.skip"]
+        keys.append("sample.skip")
     if s.respacing:
         keys.append("sample.respacing")
     return ", ".join(f"{label(k)}={getattr(s, k.split('.')[1])!r}" for k in keys)
