@@ -54,9 +54,9 @@ def interpolant_weights(offsets: Sequence[float], h: float, data_prediction: boo
     V[j, k] = u_j^k / k!, so w = V^-T phi. With ``midpoint`` and two points, the first
     derivative term uses DPM-Solver++ Algorithm 2's form phi_0 * h / 2 instead of phi_1
     (the same second order; the papers' 2M). ``half_second_derivative`` (three points)
-    halves the second-derivative term, as DPM-Solver's published third-order multistep
-    update and diffusers' do (D2 = (D1_0 - D1_1) / (r0 + r1) is f'' h^2 / 2, weighted by
-    phi_2-like h^2 (phi_3 - ...) meant for f'' h^2); that leaves a local error of order h^3.
+    halves the second-derivative term, as the third-order multistep update of DPM-Solver's
+    published code and of diffusers does: their D2 = (D1_0 - D1_1) / (r0 + r1) is
+    f'' h^2 / 2 but gets the weight of f'' h^2, which leaves a local error of order h^3.
     """
     u = np.asarray(offsets, dtype=np.float64)
     k = len(u)
