@@ -159,16 +159,21 @@ def test_guided_runs_take_eps_from_the_clipped_x0_by_default():
     assert np.abs(sample(1.0) - sample(1.0, clipped_eps=False)).max() > 1e-2   # the clip bites
 
 
-def test_command_line_errors_for_the_new_settings(tmp_path):
-    from helpers_cli import run as run_cli
-    for flag, value, words in (("--dynamic_threshold", "1.5", "sample.threshold"),
-                               ("--dynamic_threshold", "0", "sample.threshold"),
-                               ("--sampler", "dpm_solver_3s", "dpm_solver_singlestep"),
-                               ("--steps", "1000", "never evaluates t = 0")):
-        mode = ["--sampler", "unipc", "--training_iters", "2"] if flag == "--steps" else \
-            ["--mode", "denoise"]           # the solver check runs before any training
-        proc = run_cli("run_toy.py", *mode, flag, value, cwd=str(tmp_path), expect=2)
-        err = proc.stderr.strip()
-        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-        assert err.startswith("error:") and words in err, err
+def test_command_line_errors_for_the_new_settings(tmp_path, capsys, monkeypatch):
+    """One subprocess per path (a bad quantile; a solver asked for every step, refused before
+    training), the other bad values in-process: one line, exit 2, nothing written."""
+    from helpers_cli import ROOT, run as run_cli
+    from ppddpm.cli import main
+    for args, words in ((["--mode", "denoise", "--dynamic_threshold", "1.5"], "sample.threshold"),
+                        (["--sampler", "unipc", "--training_iters", "2", "--steps", "1000"],
+                         "never evaluates t = 0")):
+        err = run_cli("run_toy.py", *args, cwd=str(tmp_path), expect=2).stderr.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error:") and words in err, err
+    monkeypatch.chdir(tmp_path)
+    for args, words in ((["--dynamic_threshold", "0"], "must be in (0, 1], got 0"),
+                        (["--sampler", "dpm_solver_3s"], "dpm_solver_singlestep")):
+        capsys.readouterr()
+        assert main(f"{ROOT}/configs/toy.yaml", "t", argv=["--mode", "denoise", "--quiet", *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error:") and words in err, err
     assert not list(tmp_path.iterdir())                  # nothing written
