@@ -64,7 +64,7 @@ SAMPLER_TITLES = {"ddpm": "DDPM ancestral", "ddim": "DDIM", "dpm_solver++": "DPM
 # The one registry of the solvers' defaults, read by their classes (Python) and by the config
 # (command line) alike: the order when sample.order is unset, the grid when sample.spacing is.
 # Log-SNR grids are the best at few steps (benchmarks/RESULTS.md); singlestep order 3 is
-# DPM-Solver's recommendation for unconditional sampling (Lu et al. 2022, sec. 5).
+# the DPM-Solver authors' recommendation for unconditional sampling.
 SOLVER_DEFAULTS = {"dpm_solver++": {"order": 2, "spacing": "logsnr"},
                    "dpm_solver": {"order": 2, "spacing": "logsnr"},
                    "unipc": {"order": 2, "spacing": "logsnr"},

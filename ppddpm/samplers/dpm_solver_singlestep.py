@@ -1,12 +1,15 @@
-"""Singlestep DPM-Solver (Lu et al. 2022, "DPM-Solver", sec. 3.3 and Algorithms 1-2), noise
-prediction: DPM-Solver-2 and -3 ("2S", "3S") combined as DPM-Solver-fast does (sec. 3.4).
+"""Singlestep DPM-Solver (Lu et al. 2022, "DPM-Solver"), noise prediction: DPM-Solver-2 and
+-3 steps ("2S", "3S", the paper's Algorithms 1-2) combined to use up the evaluations as its
+DPM-Solver-fast does.
 
 One step of order k from s to t evaluates the model at s and at k - 1 intermediate points
 s < s_1 < .. < t (in lambda), each reached from x_s by a lower-order update with the outputs
 so far; the step to t then uses all k outputs. Every update is eq. 3.4 with the polynomial
 through the outputs at hand integrated exactly (multistep.py's weights, offsets lambda_i -
 lambda_s >= 0): the first is DPM-Solver-1 (DDIM), the second a linear, the third a quadratic
-interpolant, so a step of order k has local error O(h^(k+1)).
+interpolant, so a step of order k has local error O(h^(k+1)) for any intermediate points.
+(At r1 = 1/2 the paper's DPM-Solver-2 combination (e^h - 1) / (2 r1) D1 differs from the
+exact integral of the line by O(h^3), the same order.)
 
 The grid is the solvers' grid of N points (N = NFE; spacing.solver_grid, never t = 0) cut
 into steps: the last point steps to the data alone (first order: x0_hat), the other N - 1
