@@ -11,6 +11,13 @@ inside [-1, 1], so it would change nothing but the comparison's fairness).
 
   python benchmarks/bench_samplers_oracle.py                   # the full table (~10 min)
   python benchmarks/bench_samplers_oracle.py --nfe 10,20 --no-diffusers
+  python benchmarks/bench_samplers_oracle.py --grids --nfe 10,20   # issue 25's comparison
+      [--peer_site /work/venv-ref/lib/python3.11/site-packages]  # diffusers from another venv
+
+--grids compares each multistep solver and order with diffusers' same scheduler on the same
+spacing (ppddpm's uniform is diffusers' "leading"): one row per spacing, NFE, solver and
+order. A solver with N grid points and its final first-order step to the data takes N
+evaluations on both sides.
 """
 import argparse
 import json
@@ -29,7 +36,7 @@ from ppddpm.toy.metrics import sliced_wasserstein              # noqa: E402
 from ppddpm.samplers.oracles import gaussian8_oracle                 # noqa: E402
 from ppddpm.diffusion.respace import respace                          # noqa: E402
 from ppddpm.samplers import (DDIMSampler, DDPMSampler, DPMSolverPPSampler,  # noqa: E402
-                             DPMSolverSampler, UniPCSampler)
+                             DPMSolverSampler, DPMSolverSinglestepSampler, UniPCSampler)
 from ppddpm.diffusion.schedules import get_beta_schedule              # noqa: E402
 
 SPACINGS = ("uniform", "trailing", "logsnr")
@@ -47,6 +54,10 @@ def ppddpm_rows(spacings):
             for order in (2, 3):
                 rows[f"{label} {order}M, {sp}"] = lambda d, n, c=cls, o=order, sp=sp: c(
                     d, num_steps=n, spacing=sp, order=o, clip_denoised=False)
+        for order in (2, 3):
+            rows[f"DPM-Solver singlestep {order}S, {sp}"] = lambda d, n, o=order, sp=sp: \
+                DPMSolverSinglestepSampler(d, num_steps=n, spacing=sp, order=o,
+                                           clip_denoised=False)
     return rows
 
 
@@ -84,9 +95,12 @@ DIFFUSERS = {  # name -> (scheduler class, config overrides, NFE per step)
 
 def run_diffusers(name, betas, oracle, x_T, nfe):
     """diffusers' own step() loop with the oracle as the eps model (float32 tensors)."""
-    import diffusers
+    return run_scheduler(*DIFFUSERS[name], betas, oracle, x_T, nfe)
+
+
+def run_scheduler(cls_name, overrides, per_step, betas, oracle, x_T, nfe):
+    import diffusers   # optional peer, only for the side-by-side rows
     import torch
-    cls_name, overrides, per_step = DIFFUSERS[name]
     sched = getattr(diffusers, cls_name)(num_train_timesteps=len(betas),
                                          trained_betas=betas.tolist(), **overrides)
     steps = (nfe + 1) // 2 if per_step == 2 else nfe
@@ -107,6 +121,45 @@ def run_diffusers(name, betas, oracle, x_T, nfe):
     return x.numpy().astype(np.float64), calls
 
 
+# ppddpm spacing -> diffusers' timestep_spacing; solver -> (ppddpm class, diffusers scheduler,
+# its config). diffusers refuses final_sigmas_type "zero" for the noise form: it ends at sigma_min.
+GRID_SPACINGS = {"uniform": "leading", "trailing": "trailing", "linspace": "linspace"}
+GRID_SOLVERS = {
+    "DPM-Solver++": (DPMSolverPPSampler, "DPMSolverMultistepScheduler", {}),
+    "DPM-Solver": (DPMSolverSampler, "DPMSolverMultistepScheduler",
+                   {"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min"}),
+    "UniPC": (UniPCSampler, "UniPCMultistepScheduler", {}),
+}
+
+
+def grid_rows(diffusion, betas, oracle, x_T, data, nfes, orders=(2, 3)):
+    """(spacing, NFE, solver, ppddpm's W1, diffusers' W1) for every combination."""
+    rows = []
+    for sp, their_sp in GRID_SPACINGS.items():
+        for n in nfes:
+            for label, (cls, sched, conf) in GRID_SOLVERS.items():
+                for order in orders:
+                    make = lambda d, k, c=cls, o=order: c(d, num_steps=k, spacing=sp, order=o,
+                                                          clip_denoised=False)
+                    ours = sliced_wasserstein(run_ppddpm(make, diffusion, oracle, x_T, n), data)
+                    x, _ = run_scheduler(sched, dict(conf, solver_order=order,
+                                                     timestep_spacing=their_sp), 1,
+                                         betas, oracle, x_T, n)
+                    rows.append((sp, n, f"{label} order {order}", ours, sliced_wasserstein(x, data)))
+                    print(" | ".join(str(v) for v in rows[-1]), flush=True)
+    return rows
+
+
+def print_grid_table(rows, floor):
+    print("| spacing | NFE | solver | ppddpm | diffusers | ppddpm / diffusers |")
+    print("|---|---:|---|---:|---:|---:|")
+    for sp, n, label, ours, theirs in rows:
+        print(f"| {sp} | {n} | {label} | {ours:.4f} | {theirs:.4f} | {ours / theirs:.3f} |")
+    held = sum(ours <= theirs for *_, ours, theirs in rows)
+    print(f"\nppddpm at least as close: {held} of {len(rows)}; within 2%: "
+          f"{sum(ours <= 1.02 * theirs for *_, ours, theirs in rows)}; floor {floor:.4f}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nfe", default="5,10,15,20,50,100")
@@ -117,7 +170,14 @@ def main():
     p.add_argument("--rows", default=None, help="only rows whose name contains one of these "
                    "comma-separated words (e.g. 'DEIS,DPMSolver')")
     p.add_argument("--json", default=None, help="also write the table here")
+    p.add_argument("--peer_site", default=None, metavar="DIR", help="a site-packages folder "
+                   "holding torch + diffusers, appended to sys.path when they are not "
+                   "installed beside Paddle (e.g. /work/venv-ref/lib/python3.11/site-packages)")
+    p.add_argument("--grids", action="store_true", help="only the solver-by-solver comparison "
+                   "with diffusers on uniform (leading), trailing and linspace")
     args = p.parse_args()
+    if args.peer_site:
+        sys.path.append(args.peer_site)
     nfes = [int(s) for s in args.nfe.split(",")]
     n = args.num_points
     betas = get_beta_schedule("linear", 1000)
@@ -128,6 +188,10 @@ def main():
     x_T = np.random.default_rng(2024).standard_normal((n, 2))
     table, start = {}, time.perf_counter()
     print(f"floor (fresh data against fresh data, {n} points): {floor:.4f}", flush=True)
+    if args.grids:
+        print_grid_table(grid_rows(diffusion, betas, oracle, x_T, data, nfes), floor)
+        print(f"\n{time.perf_counter() - start:.0f} s")
+        return
     keep = lambda name: args.rows is None or any(w in name for w in args.rows.split(","))
     rows = {} if args.no_ppddpm else ppddpm_rows(args.spacings.split(","))
     for name, make in rows.items():

@@ -41,12 +41,11 @@ def trained(tmp_path_factory):
 
 
 def denoise(d, weights, postfix, *args):
-    # DDIM with x0 clipping and eps re-derived from the clipped x0: with guidance, the
-    # default (the model's eps beside a clipped x0) overshoots on this model (README,
-    # "Conditional generation and guidance"); the sampler choice is not under test here.
+    # DDIM with x0 clipping and no extra flag: guided runs re-derive eps from the clipped
+    # x0 by default (the model's eps beside a clipped x0 overshoots on this model: README,
+    # "Guided DDIM and x0 clipping").
     assert cli(d, "--mode", "denoise", "--pretrained_path", weights, "--sampler", "ddim",
-               "--ddim_steps", "50", "--clipped_eps", "True", "--sample_postfix", postfix,
-               *args) == 0
+               "--ddim_steps", "50", "--sample_postfix", postfix, *args) == 0
     with open(d / "sample" / f"sample_{postfix}.json") as f:
         return json.load(f)
 

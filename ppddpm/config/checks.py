@@ -87,7 +87,8 @@ RANGES = {
     "sample.batchsize": AT_LEAST_1,
     "sample.sequence_every": AT_LEAST_1,
     "sample.seed": SEED,
-    "sample.order": Range(1, 3),                # dpm_solver++ / dpm_solver / unipc
+    "sample.order": Range(1, 3),                # the solvers
+    "sample.threshold": Range(0, 1, low_open=True),   # a quantile of |x0|
     "sample.guidance_scale": AT_LEAST_0,        # 0: the plain conditional model
     "sample.classifier_scale": AT_LEAST_0,      # classifier guidance's s
 }

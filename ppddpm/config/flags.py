@@ -7,7 +7,7 @@ true/false) and help, and ``--help`` adds the default read from the config.
 """
 from __future__ import annotations
 
-from .names import BETA_SCHEDULES, SAMPLERS, SOLVERS, SPACINGS
+from .names import BETA_SCHEDULES, SAMPLERS, SOLVER_DEFAULTS, SOLVERS, SPACINGS
 
 # flag -> (config key or None, type, help). Defaults come from the YAML file.
 CONFIG_FLAGS = {
@@ -77,13 +77,19 @@ CONFIG_FLAGS = {
                  "replaced by 'no label', which trains the unconditional half of guidance"),
     "steps": ("sample.num_steps", int, "number of sampling steps (= network evaluations) of "
               "ddim, dpm_solver++, dpm_solver and unipc"),
-    "order": ("sample.order", int, "order of dpm_solver++ / dpm_solver / unipc: 1 (= DDIM), "
-              "2 (default) or 3; unipc's corrector adds one"),
+    "order": ("sample.order", int, "order of " + " / ".join(SOLVERS) + ": 1 (= DDIM), 2 or 3 "
+              "(default: " + ", ".join(f"{name} {d['order']}" for name, d in
+                                       SOLVER_DEFAULTS.items()) + "); unipc's corrector adds one"),
     "clipped_eps": ("sample.clipped_eps", bool, "DDIM and the solvers: re-derive eps from the "
-                    "clipped x0 (improved-diffusion's DDIM) instead of keeping the model's eps"),
+                    "clipped x0 (improved-diffusion's DDIM; true) or keep the model's eps "
+                    "(diffusers' DDIM; false); default: true in guided runs only"),
+    "dynamic_threshold": ("sample.threshold", float, "Imagen's dynamic thresholding of x0 "
+                          "instead of the clip: per sample s = max(1, this quantile of |x0|), "
+                          "x0 clipped to [-s, s] and divided by s; e.g. 0.995 (default: off)"),
     "spacing": ("sample.spacing", str, "timestep grid of ddim and the solvers: " +
                 " | ".join(SPACINGS) + " (ppddpm/samplers/spacing.py); default: --skip for "
-                "ddim, logsnr for " + " / ".join(SOLVERS)),
+                "ddim, " + " / ".join(sorted({d["spacing"] for d in SOLVER_DEFAULTS.values()}))
+                + " for " + " / ".join(SOLVERS) + " (they never evaluate t = 0)"),
 }
 
 

@@ -54,11 +54,21 @@ CLASSIFIER_POOLS = ("adaptive", "attention", "spatial", "spatial_v2")   # its he
 LEGACY_ARCHS = ("legacy_unet", "legacy_fpn")       # fixed GroupNorm(32), no labels or sigma
 CONV_ARCHS = tuple(a for a in ARCHS if a != "mlp")  # image networks with levels and GroupNorm
 
-# Samplers (samplers/): ancestral DDPM, DDIM, and the multistep ODE solvers.
-SAMPLERS = ("ddpm", "ddim", "dpm_solver++", "dpm_solver", "unipc")
-SOLVERS = ("dpm_solver++", "dpm_solver", "unipc")   # read sample.order and default to logsnr
+# Samplers (samplers/): ancestral DDPM, DDIM, the multistep ODE solvers and singlestep
+# DPM-Solver (2S / 3S).
+SAMPLERS = ("ddpm", "ddim", "dpm_solver++", "dpm_solver", "unipc", "dpm_solver_singlestep")
+SOLVERS = ("dpm_solver++", "dpm_solver", "unipc", "dpm_solver_singlestep")   # read sample.order
 SAMPLER_TITLES = {"ddpm": "DDPM ancestral", "ddim": "DDIM", "dpm_solver++": "DPM-Solver++",
-                  "dpm_solver": "DPM-Solver", "unipc": "UniPC"}
+                  "dpm_solver": "DPM-Solver", "unipc": "UniPC",
+                  "dpm_solver_singlestep": "DPM-Solver singlestep"}
+# The one registry of the solvers' defaults, read by their classes (Python) and by the config
+# (command line) alike: the order when sample.order is unset, the grid when sample.spacing is.
+# Log-SNR grids are the best at few steps (benchmarks/RESULTS.md); singlestep order 3 is
+# the DPM-Solver authors' recommendation for unconditional sampling.
+SOLVER_DEFAULTS = {"dpm_solver++": {"order": 2, "spacing": "logsnr"},
+                   "dpm_solver": {"order": 2, "spacing": "logsnr"},
+                   "unipc": {"order": 2, "spacing": "logsnr"},
+                   "dpm_solver_singlestep": {"order": 3, "spacing": "logsnr"}}
 
 # Timestep grids of DDIM and the solvers (samplers/spacing.py).
 SPACINGS = ("uniform", "quadratic", "linspace", "trailing", "logsnr")

@@ -120,10 +120,12 @@ class SampleConfig:
     guidance_scale: float = 0.0        # classifier-free guidance w (0: the conditional model)
     classifier_path: Optional[str] = None     # classifier guidance: a noisy classifier's file
     classifier_scale: Optional[float] = None  # its scale s (None: 1.0 with classifier_path)
-    order: Optional[int] = None       # dpm_solver++ / dpm_solver / unipc order (None: 2)
-    clipped_eps: bool = False         # DDIM and solvers: eps from the clipped x0 (improved-diffusion)
+    order: Optional[int] = None       # solvers' order (None: config.names.SOLVER_DEFAULTS)
+    clipped_eps: Optional[bool] = None  # DDIM and solvers: eps from the clipped x0 (improved-
+                                      # diffusion); None: in guided runs only
+    threshold: Optional[float] = None  # Imagen's dynamic thresholding of x0 at this quantile
     spacing: Optional[str] = None     # timestep grid of DDIM and the solvers; None: DDIM uses
-                                      # `skip`, the solvers logsnr (samplers/spacing.py)
+                                      # `skip`, the solvers SOLVER_DEFAULTS (logsnr)
 
 
 @dataclass

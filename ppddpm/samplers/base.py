@@ -30,9 +30,25 @@ class Sampler:
     diffusion: GaussianDiffusion
     steps: List[Tuple[int, int]]  # (t, t_prev) pairs from the noisiest step down; t_prev -1 ends
 
-    def __init__(self, clip_denoised: bool = True, model_kwargs: Optional[dict] = None):
+    guided = False   # set by progressive(): whether this run is guided
+
+    def __init__(self, clip_denoised: bool = True, model_kwargs: Optional[dict] = None,
+                 clipped_eps: Optional[bool] = None, threshold: Optional[float] = None):
+        """``clipped_eps``: re-derive eps from the clipped (or thresholded) x0; None (the
+        default) does so in guided runs only, where the model's eps beside a clipped x0
+        overshoots (README, "Guided sampling and x0 clipping"). ``threshold``: Imagen's
+        dynamic thresholding of x0 at that quantile, instead of the static clip."""
         self.clip_denoised = clip_denoised
         self.model_kwargs = model_kwargs or {}
+        self.clipped_eps = None if clipped_eps is None else bool(clipped_eps)
+        if threshold is not None and not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold is a quantile in (0, 1], got {threshold}")
+        self.threshold = threshold
+
+    @property
+    def eps_from_clipped_x0(self) -> bool:
+        """``clipped_eps`` as this run uses it (None: only when guided)."""
+        return self.guided if self.clipped_eps is None else self.clipped_eps
 
     @property
     def num_steps(self) -> int:
@@ -67,6 +83,7 @@ class Sampler:
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self.reset()
+        self.guided = (y is not None and guidance_scale != 0) or classifier is not None
         N = int(shape[0])
         model = guided_model(model, y, guidance_scale, classifier)   # steps call model(x, t)
         # Step i reads draw i + 1 of each image's stream (draw 0 is x_T), as long as any

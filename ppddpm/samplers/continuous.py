@@ -11,12 +11,14 @@ The end point n = -1 is the data: alpha = 1, sigma = 0, lambda = +inf.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 import paddle
 
 from ..diffusion import MeanType
 from .classifier_guidance import classifier_gradient
+from .threshold import limit_x0
 
 
 class LogSNRTable:
@@ -41,13 +43,14 @@ class LogSNRTable:
 
 
 def model_predictions(diffusion, model, x, t: int, clip_denoised: bool, clipped_eps: bool,
-                      model_kwargs=None):
+                      model_kwargs=None, threshold: Optional[float] = None):
     """(x0_hat, eps_hat) of the model at integer timestep ``t``, for any mean type.
 
-    x0_hat is clipped to the model's data range when ``clip_denoised``. eps_hat is the
-    model's own noise prediction (for x0 and xprev models: the one implied by the raw,
-    unclipped x0), unless ``clipped_eps``, which re-derives it from the clipped x0 as
-    improved-diffusion's DDIM does. With learned variances only the mean part is used.
+    x0_hat is clipped to the model's data range when ``clip_denoised``, or dynamically
+    thresholded at quantile ``threshold`` (threshold.py). eps_hat is the model's own noise
+    prediction (for x0 and xprev models: the one implied by the raw, unclipped x0), unless
+    ``clipped_eps``, which re-derives it from the limited x0 as improved-diffusion's DDIM
+    does. With learned variances only the mean part is used.
     A classifier-guided ``model`` (classifier_guidance.py) has its eps replaced by
     eps - sqrt(1 - abar_t) g and x0 re-derived from it (Dhariwal & Nichol Alg. 2), before
     the clipping.
@@ -64,9 +67,8 @@ def model_predictions(diffusion, model, x, t: int, clip_denoised: bool, clipped_
     if grad is not None:
         eps = eps - float(diffusion.sqrt_one_minus_alphas_cumprod[t]) * grad
         x0 = diffusion.predict_x0_from_eps(x, t_vec, eps)
-    if clip_denoised:
-        lo, hi = getattr(model, "data_range", (-1.0, 1.0))
-        x0 = x0.clip(lo, hi)
+    if clip_denoised or threshold is not None:
+        x0 = limit_x0(x0, model, clip_denoised, threshold)
         if clipped_eps:
             eps = diffusion.predict_eps_from_x0(x, t_vec, x0)
     return x0, eps

@@ -19,24 +19,26 @@ class DDIMSampler(Sampler):
     with sigma = eta sqrt((1 - abar_t')/(1 - abar_t)) sqrt(1 - abar_t / abar_t')   (eq. 16)
     and abar_{-1} = 1, so the last step returns x0_hat.
 
-    eps_hat is the model's own noise prediction and x0_hat is clipped with
-    ``clip_denoised`` (diffusers' DDIMScheduler with ``use_clipped_model_output=False``; the
-    DDIM paper's code does not clip at all). ``clipped_eps=True`` re-derives eps_hat from
-    the clipped x0_hat instead, as improved-diffusion does; the two agree whenever the clip
-    does not bite, e.g. for an exact model of data inside the range. ``skip`` is any
-    spacing of ``spacing.py`` (uniform and quadratic are the paper's).
+    x0_hat is clipped with ``clip_denoised`` (or thresholded, ``threshold``). eps_hat is the
+    model's own noise prediction in unguided runs (diffusers' DDIMScheduler with
+    ``use_clipped_model_output=False``; the DDIM paper's code does not clip at all) and is
+    re-derived from the clipped x0_hat in guided ones (improved-diffusion's DDIM);
+    ``clipped_eps`` True or False fixes either form. The two agree whenever the clip does
+    not bite, e.g. for an exact model of data inside the range. ``skip`` is any spacing of
+    ``spacing.py`` (uniform and quadratic are the paper's); DDIM keeps the paper's grids,
+    whose last step evaluates t = 0.
     """
 
     def __init__(self, diffusion: GaussianDiffusion, num_steps: Optional[int] = None,
                  stride: Optional[int] = None, eta: float = 0.0, skip: str = "uniform",
                  timesteps: Optional[Sequence[int]] = None, clip_denoised: bool = True,
-                 model_kwargs=None, clipped_eps: bool = False):
-        super().__init__(clip_denoised, model_kwargs)
+                 model_kwargs=None, clipped_eps: Optional[bool] = None,
+                 threshold: Optional[float] = None):
+        super().__init__(clip_denoised, model_kwargs, clipped_eps, threshold)
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
         self.diffusion = diffusion
         self.eta = float(eta)
-        self.clipped_eps = bool(clipped_eps)
         seq = sorted(int(t) for t in timesteps) if timesteps is not None \
             else timestep_grid(diffusion.alphas_cumprod, num_steps, skip, stride)
         prev = [-1] + seq[:-1]
@@ -54,7 +56,8 @@ class DDIMSampler(Sampler):
 
     def step(self, model, x, t, t_prev, noise):
         pred_x0, eps = model_predictions(self.diffusion, model, x, t, self.clip_denoised,
-                                         self.clipped_eps, self.model_kwargs)
+                                         self.eps_from_clipped_x0, self.model_kwargs,
+                                         self.threshold)
         abar_prev = float(self._abar[t_prev + 1])
         sigma = self._sigma(t, t_prev)
         dir_coef = np.sqrt(max(1 - abar_prev - sigma ** 2, 0.0))

@@ -1,11 +1,14 @@
 """Ancestral sampling (Ho et al. 2020, Algorithm 2) with the diffusion's variance type."""
 from __future__ import annotations
 
+from typing import Optional
+
 import paddle
 
-from ..diffusion import GaussianDiffusion
+from ..diffusion import GaussianDiffusion, MeanType
 from .base import Sampler
 from .classifier_guidance import classifier_gradient
+from .threshold import limit_x0
 
 
 class DDPMSampler(Sampler):
@@ -15,8 +18,8 @@ class DDPMSampler(Sampler):
     """
 
     def __init__(self, diffusion: GaussianDiffusion, clip_denoised: bool = True,
-                 model_kwargs=None):
-        super().__init__(clip_denoised, model_kwargs)
+                 model_kwargs=None, threshold: Optional[float] = None):
+        super().__init__(clip_denoised, model_kwargs, threshold=threshold)
         self.diffusion = diffusion
         T = diffusion.num_timesteps
         self.steps = [(t, t - 1) for t in range(T - 1, -1, -1)]
@@ -26,9 +29,14 @@ class DDPMSampler(Sampler):
 
     def step(self, model, x, t, t_prev, noise):
         t_vec = paddle.full([x.shape[0]], t, dtype="int64")
-        out = self.diffusion.p_mean_variance(model, x, t_vec, clip_denoised=self.clip_denoised,
-                                             model_kwargs=self.model_kwargs)
+        thresholded = self.threshold is not None
+        out = self.diffusion.p_mean_variance(model, x, t_vec, model_kwargs=self.model_kwargs,
+                                             clip_denoised=self.clip_denoised and not thresholded)
         mean = out["mean"]
+        if thresholded:   # Imagen's thresholding of x0, then the posterior mean from it (eq. 7)
+            out["pred_x0"] = limit_x0(out["pred_x0"], model, False, self.threshold)
+            if self.diffusion.mean_type is not MeanType.XPREV:
+                mean = self.diffusion.q_posterior_mean_variance(out["pred_x0"], x, t_vec)[0]
         grad = classifier_gradient(model, self.diffusion, x, t_vec)
         if grad is not None:   # classifier guidance, Dhariwal & Nichol Alg. 1: mu + Sigma g
             mean = mean + out["variance"] * grad

@@ -16,6 +16,7 @@ from .multistep import MultistepSolver
 
 
 class DPMSolverSampler(MultistepSolver):
+    name = "dpm_solver"
     def step(self, model, x, t, t_prev, noise):
         x0, eps = self.predictions(model, x, t)
         self.push(t, eps)

@@ -15,6 +15,7 @@ from .multistep import MultistepSolver
 
 
 class DPMSolverPPSampler(MultistepSolver):
+    name = "dpm_solver++"
     def step(self, model, x, t, t_prev, noise):
         x0, _ = self.predictions(model, x, t)
         self.push(t, x0)

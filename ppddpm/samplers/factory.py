@@ -9,11 +9,13 @@ from .ddim import DDIMSampler
 from .ddpm import DDPMSampler
 from .dpm_solver import DPMSolverSampler
 from .dpm_solver_pp import DPMSolverPPSampler
+from .dpm_solver_singlestep import DPMSolverSinglestepSampler
 from .unipc import UniPCSampler
 
 # sample.sampler -> class; the names are config.names.SAMPLERS, in its order.
 SAMPLER_CLASSES = {"ddpm": DDPMSampler, "ddim": DDIMSampler, "dpm_solver++": DPMSolverPPSampler,
-                   "dpm_solver": DPMSolverSampler, "unipc": UniPCSampler}
+                   "dpm_solver": DPMSolverSampler, "unipc": UniPCSampler,
+                   "dpm_solver_singlestep": DPMSolverSinglestepSampler}
 assert tuple(SAMPLER_CLASSES) == SAMPLERS, "a sampler name without its class, or the reverse"
 
 
@@ -38,13 +40,14 @@ def build_sampler(diffusion: GaussianDiffusion, cfg: SampleConfig) -> Sampler:
         diffusion = respace(diffusion, cfg.respacing)
     steps = dict(num_steps=cfg.num_steps) if cfg.num_steps else dict(stride=cfg.stride)
     cls = SAMPLER_CLASSES[cfg.sampler]
+    limits = dict(clip_denoised=cfg.clip_denoised, threshold=cfg.threshold)
     if cfg.sampler == "ddim":
         return cls(diffusion, eta=cfg.eta, skip=cfg.spacing or cfg.skip,
-                   clip_denoised=cfg.clip_denoised, clipped_eps=cfg.clipped_eps, **steps)
-    if cfg.sampler in SOLVERS:   # log-SNR grids: the best at few steps (benchmarks/RESULTS.md)
-        return cls(diffusion, spacing=cfg.spacing or "logsnr", order=cfg.order,
-                   clip_denoised=cfg.clip_denoised, clipped_eps=cfg.clipped_eps, **steps)
-    return cls(diffusion, clip_denoised=cfg.clip_denoised)
+                   clipped_eps=cfg.clipped_eps, **limits, **steps)
+    if cfg.sampler in SOLVERS:   # unset order and spacing: config.names.SOLVER_DEFAULTS
+        return cls(diffusion, spacing=cfg.spacing, order=cfg.order,
+                   clipped_eps=cfg.clipped_eps, **limits, **steps)
+    return cls(diffusion, **limits)
 
 
 def sampler_name(sampler: Sampler) -> str:
@@ -55,11 +58,15 @@ def sampler_name(sampler: Sampler) -> str:
 def sampler_description(sampler: Sampler) -> str:
     name = sampler_name(sampler)
     title = SAMPLER_TITLES[name]
-    eps = ", eps from clipped x0" if getattr(sampler, "clipped_eps", False) else ""
+    eps = {True: ", eps from clipped x0", False: ", model eps",
+           None: ""}[getattr(sampler, "clipped_eps", None)]
+    if sampler.threshold is not None:
+        eps += f", dynamic threshold {sampler.threshold:g}"
     if name == "ddim":
         return f"{title}, {sampler.num_steps} steps, eta {sampler.eta:g}{eps}"
     if name in SOLVERS:
-        return (f"{title} multistep order {sampler.order}, {sampler.num_steps} "
+        kind = "" if name == "dpm_solver_singlestep" else " multistep"
+        return (f"{title}{kind} order {sampler.order}, {sampler.num_steps} "
                 f"steps, {sampler.spacing} spacing{eps}")
     return f"{title}, {sampler.num_steps} steps, {sampler.diffusion.var_type.value} variance"
 
@@ -67,8 +74,10 @@ def sampler_description(sampler: Sampler) -> str:
 def sampler_settings(s: SampleConfig) -> str:
     """The sample settings a sampler is built from, as flags with their keys."""
     keys = ["sample.sampler"]
+    if s.sampler == "ddim" or s.sampler in SOLVERS:
+        keys.append("sample.num_steps" if s.num_steps else "sample.stride")
     if s.sampler == "ddim":
-        keys += ["sample.num_steps" if s.num_steps else "sample.stride", "sample.skip"]
+        keys.append("sample.skip")
     if s.respacing:
         keys.append("sample.respacing")
     return ", ".join(f"{label(k)}={getattr(s, k.split('.')[1])!r}" for k in keys)

@@ -13,6 +13,12 @@ from the largest down and ends with a step to t = -1 (alpha-bar 1, sigma 0: the 
   logsnr     uniform in lambda = log(alpha/sigma) from lambda_{T-1} to lambda_0 (DPM-Solver
              sec. 3.3 for low-resolution images), each point rounded to the nearest integer t.
 
+The ODE solvers never evaluate the network at t = 0 (x0 = x_t there, and the network tells
+nothing): ``solver_grid`` takes a grid that ends at t = 0 with one point more and drops the
+0, so the last step goes from the smallest point straight to the data, first order. For
+uniform, linspace and trailing these are exactly diffusers' DPMSolverMultistepScheduler and
+UniPCMultistepScheduler timesteps for "leading", "linspace" and "trailing".
+
 Rounding can make two grid points meet where lambda changes fast (near t = 0); they are
 then pushed apart by one step, so a grid always has exactly n points (n <= T).
 """
@@ -50,9 +56,9 @@ def ddim_timesteps(T: int, num_steps: Optional[int] = None, stride: Optional[int
     return seq
 
 
-def _distinct(points: np.ndarray, T: int) -> List[int]:
-    """Round to integers in [0, T-1] and push equal neighbours apart (keeps the count)."""
-    seq = np.clip(np.rint(np.sort(points)), 0, T - 1).astype(np.int64)
+def _distinct(points: np.ndarray, T: int, low: int = 0) -> List[int]:
+    """Round to integers in [low, T-1] and push equal neighbours apart (keeps the count)."""
+    seq = np.clip(np.rint(np.sort(points)), low, T - 1).astype(np.int64)
     for i in range(1, len(seq)):          # upward: strictly increasing
         seq[i] = max(seq[i], seq[i - 1] + 1)
     for i in range(len(seq) - 1, -1, -1):  # downward: within [.., T-1]
@@ -94,3 +100,27 @@ def timestep_grid(alphas_cumprod, num_steps: Optional[int] = None, spacing: str 
         # t(lambda) by linear interpolation between integer steps (np.interp wants ascending x)
         points = np.interp(targets, lam[::-1], np.arange(T, dtype=np.float64)[::-1])
     return _distinct(points, T)
+
+
+def solver_grid(alphas_cumprod, num_steps: Optional[int] = None, spacing: str = "logsnr",
+                stride: Optional[int] = None) -> List[int]:
+    """The ascending grid of an ODE solver: ``num_steps`` timesteps in [1, T-1], none at 0.
+
+    A grid that ends at t = 0 (all but trailing) is built for num_steps + 1 points and its
+    0 dropped, as diffusers' multistep schedulers do for "leading" (uniform: multiples of
+    T // (n + 1)) and "linspace"; trailing's smallest point is T/n - 1 already. ``stride`` s
+    means len(range(0, T, s)) steps, as for DDIM.
+    """
+    T = len(alphas_cumprod)
+    if stride is not None and num_steps is None:
+        if not 1 <= stride <= T:
+            raise ValueError(f"stride must be in [1, {T}], got {stride}")
+        num_steps = len(range(0, T, stride))
+    if num_steps is None or not 1 <= num_steps <= T - 1:
+        raise ValueError(f"num_steps must be in [1, {T - 1}] for an ODE solver (it never "
+                         f"evaluates t = 0), got {num_steps}")
+    if spacing == "trailing":   # above 0 unless n is near T, where rounding pushes it to 0
+        return _distinct(np.round(np.arange(T, 0, -T / num_steps))[:num_steps] - 1, T, low=1)
+    grid = timestep_grid(alphas_cumprod, num_steps + 1, spacing)
+    assert grid[0] == 0, grid
+    return grid[1:]

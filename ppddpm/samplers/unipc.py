@@ -38,6 +38,7 @@ def unipc_rhs(h: float, k: int, variant: str) -> np.ndarray:
 
 
 class UniPCSampler(MultistepSolver):
+    name = "unipc"
     max_order = 3
 
     def __init__(self, diffusion, *args, variant: str = "bh2", **kwargs):
@@ -52,7 +53,7 @@ class UniPCSampler(MultistepSolver):
         self.last_order = 0
 
     def order_now(self) -> int:
-        i = len(self.history) - 1
+        i = self.taken - 1                         # index of this step in self.steps
         return min(self.order, len(self.history), len(self.steps) - i)
 
     def _update(self, x_s, t_s: int, t: int, points, new_output=None):
