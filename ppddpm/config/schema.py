@@ -124,6 +124,10 @@ class SampleConfig:
     clipped_eps: bool = False         # DDIM and solvers: eps from the clipped x0 (improved-diffusion)
     spacing: Optional[str] = None     # timestep grid of DDIM and the solvers; None: DDIM uses
                                       # `skip`, the solvers logsnr (samplers/spacing.py)
+    strength: float = 0.5             # --mode img2img (SDEdit): noise the image to t = strength * T
+    jump_length: int = 10             # --mode inpaint (RePaint): levels per jump back up the chain
+    jump_n_sample: int = 10           # --mode inpaint: times each stretch is denoised (1: no resampling)
+    interp_frames: int = 10           # --mode interpolate: frames from one end to the other
 
 
 @dataclass
