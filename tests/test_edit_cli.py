@@ -210,3 +210,36 @@ def test_the_exported_engine_edits_like_the_dynamic_graph(files):
                          for e in ("dygraph", "inference"))
     diff = np.abs(dygraph.astype(int) - exported.astype(int))
     assert diff.max() <= 1 and dygraph.std() > 10, diff.max()
+
+
+@pytest.fixture(scope="module")
+def conditional(files):
+    """A class-conditional tiny network (10 classes) beside the unconditional one."""
+    cfg = load_config(os.path.join(ROOT, "configs", "mnist.yaml"))
+    apply_overrides(cfg, TINY_MODEL + ["model.num_classes=10"])
+    paddle.seed(1)
+    net = build_model(cfg.model)
+    for p in net.parameters():
+        p.set_value(paddle.randn(p.shape) * 0.05)
+    path = files["dir"] / "cond.pdparam"
+    save_inference_file(str(path), net.state_dict(),
+                        GaussianDiffusion.from_config(cfg.diffusion).betas, {}, cfg)
+    return dict(files, weights=str(path))
+
+
+def test_labels_and_guidance_reach_the_edit(conditional):
+    """SDEdit at strength 1 of a conditional model with --class_label and classifier-free
+    guidance is --mode denoise's image of that class and guidance; another class differs."""
+    guided = ["--class_label", "4", "--guidance_scale", "2", "--sample_seed", "5"]
+    call(conditional, "denoise", *DDIM, *guided, "--num_images", "1-1-1", "--sample_postfix",
+         "cond_plain")
+    call(conditional, "img2img", *DDIM, *guided, "--init_image", conditional["images"][0],
+         "--strength", "1", "--batchsize", "1", "--sample_postfix", "cond")
+    plain = tile(conditional["dir"] / "out" / "sample_cond_plain.png", 0, 0)
+    np.testing.assert_array_equal(tile(conditional["dir"] / "out" / "img2img_cond_s1.png", 1, 0),
+                                  plain)
+    call(conditional, "img2img", *DDIM, "--class_label", "7", "--guidance_scale", "2",
+         "--sample_seed", "5", "--init_image", conditional["images"][0], "--strength", "1",
+         "--sample_postfix", "cond7")
+    assert not np.array_equal(tile(conditional["dir"] / "out" / "img2img_cond7_s1.png", 1, 0),
+                              plain)
