@@ -89,18 +89,19 @@ def main():
         run("--mode", "encode", *common, "--init_image", "digits/table", "--steps", str(steps),
             "--sample_postfix", f"digits_{steps}")
     enlarge(os.path.join(args.work, "edits", "encode_digits_50.png"), os.path.join(docs, "encode.png"))
-    run("--mode", "interpolate", *common, "--steps", "50", "--endpoints", "digits/some/00.png,"
-        "digits/some/05.png", "--frames", "10", "--sample_postfix", "digits")
+    run("--mode", "interpolate", *common, "--steps", "50", "--endpoints", "digits/some/01.png,"
+        "digits/some/07.png", "--frames", "10", "--sample_postfix", "digits")
     enlarge(os.path.join(args.work, "edits", "interpolate_digits.png"),
             os.path.join(docs, "interpolate.png"))
     for strength in ("0.3", "0.5", "0.7"):
-        run("--mode", "img2img", *common, "--init_image", "digits/some", "--respacing", "100",
-            "--strength", strength, "--sample_postfix", "digits")
+        run("--mode", "img2img", *common, "--init_image", "digits/some", "--sampler", "ddim",
+            "--steps", "50", "--strength", strength, "--sample_postfix", "digits")
         enlarge(os.path.join(args.work, "edits", f"img2img_digits_s{strength}.png"),
                 os.path.join(docs, f"img2img_s{strength}.png"))
     for n_sample in (1, 10):
         run("--mode", "inpaint", *common, "--init_image", "digits/some", "--mask",
-            "digits/mask_bottom.png", "--respacing", "250", "--jump_length", "10",
+            "digits/mask_bottom.png", "--respacing", "250", "--var_type", "fixed_small",
+            "--jump_length", "10",
             "--jump_n_sample", str(n_sample), "--sample_postfix", f"digits_r{n_sample}")
         enlarge(os.path.join(args.work, "edits", f"inpaint_digits_r{n_sample}.png"),
                 os.path.join(docs, f"inpaint_r{n_sample}.png"))
