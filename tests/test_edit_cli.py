@@ -105,7 +105,8 @@ def test_encode_writes_latents_names_and_the_reconstruction_error(files):
 
 def test_interpolation_ends_are_the_seeds_plain_samples(files, plain_sample):
     call(files, "interpolate", "--steps", "5", "--endpoints", "3,7", "--frames", "4",
-        "--batchsize", "1")   # the plain sample's batch: the same kernels, the same bits
+         "--batchsize", "1",   # the plain sample's batch: the same kernels, the same bits
+         "--clip_denoised", "True")   # as denoise (interpolate's default leaves x0 unclipped)
     strip = files["dir"] / "out" / "interpolate_ddim_mnist_test.png"
     assert Image.open(strip).size == (4 * 10 + 2, 12)
     np.testing.assert_array_equal(tile(strip, 0, 0), plain_sample)
