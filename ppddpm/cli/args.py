@@ -14,8 +14,9 @@ from ..evaluate.metrics import PUBLISHED_NUM_SAMPLES
 from ..evaluate.metrics.inception_weights import ENV_VAR, WEIGHTS_FILE
 from ..models.conv import BACKENDS as CONV_BACKENDS
 from ..runtime.device import DEVICES
+from .edit_args import EDIT_MODES, EDIT_MODES_HELP, add_edit_args
 
-MODES = ("train", "resume", "convert", "denoise", "eval", "fid_stats")
+MODES = ("train", "resume", "convert", "denoise", "eval", "fid_stats") + EDIT_MODES
 
 
 def bool_flag(value: str) -> bool:
@@ -89,7 +90,7 @@ def build_parser(description: str, epilog: Optional[str] = None) -> argparse.Arg
                           "original's --resume True); convert: write the EMA inference file of a "
                           "training checkpoint; denoise: sample from --pretrained_path; eval: "
                           "FID/IS/precision/recall of --pretrained_path or --samples; fid_stats: "
-                          "reference statistics of the training set")
+                          "reference statistics of the training set" + EDIT_MODES_HELP)
     run.add_argument("--resume", type=bool_flag, default=False,
                      help="with --mode train, resume instead (the original's flag)")
     run.add_argument("--resume_ckpt_path", metavar="FILE", default=None,
@@ -113,6 +114,7 @@ def build_parser(description: str, epilog: Optional[str] = None) -> argparse.Arg
                                 help="noisepred (the original's name: eps prediction, L_simple) "
                                      "| " + " | ".join(LOSS_TYPES))
     add_sample_output_args(g["sample"])
+    add_edit_args(g["sample"])
     add_convert_args(g["convert"])
     add_eval_args(g["eval"])
     add_device_args(g["device"])

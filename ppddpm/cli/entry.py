@@ -18,6 +18,8 @@ from ..runtime.progress import note, route_warnings_through_bars
 from ..train.signals import Interrupted, StopSignals, exit_status, signal_name
 from .convert_mode import run_convert
 from .denoise import run_denoise
+from .edit_args import EDIT_MODES
+from .edit_mode import mode_preset, run_edit
 from .eval_mode import run_eval_mode
 from .parse import parse_command_line
 from .rerun import rerun_mode
@@ -27,8 +29,8 @@ from .unread import check_flags_are_read
 
 
 # What a rerun of the same command does after a signal, per mode.
-GOES_ON = {"denoise": "; the same command again goes on from the batches already drawn",
-           "eval": "; the same command again goes on from the batches already drawn"}
+GOES_ON = {mode: "; the same command again goes on from the batches already drawn"
+           for mode in ("denoise", "eval", "encode", "img2img", "inpaint")}
 
 
 def set_device(args) -> str:
@@ -74,7 +76,7 @@ def main(default_config: str, description: str, preset: Sequence[str] = (),
     # installs its own handlers that finish the iteration and save (train/signals.py).
     stop = StopSignals(raise_at_once=True, ignore_after=process_exits)
     try:
-        cfg = resolve_config(args, default_config, preset)
+        cfg = resolve_config(args, default_config, list(preset) + mode_preset(mode))
         mode = rerun_mode(args, cfg, mode, rerun_continues)
         check_flags_are_read(args, cfg, mode)
         set_device(args)
@@ -109,5 +111,7 @@ def run_mode(args, cfg: Config, mode: str) -> None:
         run_convert(args, cfg)
     elif mode in ("eval", "fid_stats"):
         run_eval_mode(args, cfg, mode)
+    elif mode in EDIT_MODES:
+        run_edit(args, cfg, mode)
     else:
         run_denoise(args, cfg)

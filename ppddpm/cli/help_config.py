@@ -64,6 +64,10 @@ MEANINGS = {
     "train.timestep_sampler": "how t is drawn: uniform, or Improved DDPM's loss-aware sampler",
     "sample.batchsize": "sampling batch size (none: train.batchsize)",
     "sample.sequence_every": "steps between frames of --sequence (none: about 20 frames)",
+    "sample.strength": "img2img (SDEdit): how far the image is noised, t = strength * T",
+    "sample.jump_length": "inpaint (RePaint): grid levels each resampling jump goes back up",
+    "sample.jump_n_sample": "inpaint (RePaint): times each stretch is denoised (1: none)",
+    "sample.interp_frames": "interpolate: frames from one end to the other, both included",
 }
 SPECIAL_RANGES = {
     "data.channels": "1 or 3",

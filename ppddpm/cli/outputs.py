@@ -12,6 +12,7 @@ from typing import Iterable, List, Sequence, Tuple
 
 from ..config import Config, label
 from ..errors import PPDDPMError
+from .edit_args import EDIT_MODES
 
 PROBE_BYTES = b"ppddpm write test\n" * 256   # 4.5 KiB: more than one filesystem block
 
@@ -64,6 +65,7 @@ def output_folders(cfg: Config, mode: str, draws_samples: bool = False,
     """(label, path) of the folders ``mode`` writes to, for ``prepare_output_dirs``."""
     training = ["train.ckpt_dir", "train.log_dir"] + (["sample.sample_dir"] if draws_samples else [])
     keys = {"train": training, "resume": training, "convert": ["train.ckpt_dir"],
-            "denoise": ["sample.sample_dir"], "eval": ["sample.sample_dir"]}.get(mode, [])
+            "denoise": ["sample.sample_dir"], "eval": ["sample.sample_dir"],
+            **{m: ["sample.sample_dir"] for m in EDIT_MODES}}.get(mode, [])
     sections = {k: getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) for k in keys}
     return [(label(k), path) for k, path in sections.items()] + list(extra)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..config import Config, ConfigError
 from ..samplers import SAMPLER_KEYS, samplers_reading
 from .args import explicit_settings, was_given
+from .edit_args import EDIT_FLAG_MODES, EDIT_MODES
 
 # flag -> the modes that read it, for flags outside the config
 MODE_FLAGS = {
@@ -14,8 +15,9 @@ MODE_FLAGS = {
     "inception_weights": ("eval", "fid_stats"), "num_samples": ("eval",),
     "fid_stats": ("eval",), "samples": ("eval",), "eval_out": ("eval", "fid_stats"),
     "inception_batch": ("eval", "fid_stats"), "metrics": ("eval",),
+    **EDIT_FLAG_MODES,
 }
-SAMPLING_MODES = ("train", "resume", "denoise", "eval")
+SAMPLING_MODES = ("train", "resume", "denoise", "eval") + EDIT_MODES
 
 # What to type instead, for the settings a user most often gives the wrong sampler.
 INSTEAD = {

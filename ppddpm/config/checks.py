@@ -91,6 +91,10 @@ RANGES = {
     "sample.threshold": Range(0, 1, low_open=True),   # a quantile of |x0|
     "sample.guidance_scale": AT_LEAST_0,        # 0: the plain conditional model
     "sample.classifier_scale": AT_LEAST_0,      # classifier guidance's s
+    "sample.strength": Range(0, 1),             # img2img: 0 keeps the image, 1 forgets it
+    "sample.jump_length": AT_LEAST_1,           # inpaint (RePaint)
+    "sample.jump_n_sample": AT_LEAST_1,         # inpaint: 1 is no resampling
+    "sample.interp_frames": Range(2),           # interpolate: both ends at least
 }
 
 # key -> the names it is chosen from (names.py); a None value of an Optional key is not checked.

@@ -90,6 +90,15 @@ CONFIG_FLAGS = {
                 " | ".join(SPACINGS) + " (ppddpm/samplers/spacing.py); default: --skip for "
                 "ddim, " + " / ".join(sorted({d["spacing"] for d in SOLVER_DEFAULTS.values()}))
                 + " for " + " / ".join(SOLVERS) + " (they never evaluate t = 0)"),
+    # editing real images (--mode img2img | inpaint | interpolate; README "Editing images")
+    "strength": ("sample.strength", float, "img2img (SDEdit): noise the image to t = strength*T "
+                 "and denoise it from there; 0 returns the image, 1 is plain sampling"),
+    "jump_length": ("sample.jump_length", int, "inpaint (RePaint): levels of the sampler's grid "
+                    "that each resampling jump goes back up (the paper: 10 of 250)"),
+    "jump_n_sample": ("sample.jump_n_sample", int, "inpaint (RePaint): times each stretch of the "
+                      "chain is denoised (the paper: 10; 1 is no resampling)"),
+    "frames": ("sample.interp_frames", int, "interpolate: frames from one end to the other, "
+               "both included"),
 }
 
 

@@ -126,6 +126,10 @@ class SampleConfig:
     threshold: Optional[float] = None  # Imagen's dynamic thresholding of x0 at this quantile
     spacing: Optional[str] = None     # timestep grid of DDIM and the solvers; None: DDIM uses
                                       # `skip`, the solvers SOLVER_DEFAULTS (logsnr)
+    strength: float = 0.5             # --mode img2img (SDEdit): noise the image to t = strength * T
+    jump_length: int = 10             # --mode inpaint (RePaint): levels per jump back up the chain
+    jump_n_sample: int = 10           # --mode inpaint: times each stretch is denoised (1: no resampling)
+    interp_frames: int = 10           # --mode interpolate: frames from one end to the other
 
 
 @dataclass
