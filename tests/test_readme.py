@@ -12,7 +12,7 @@ def readme():
 
 def test_setup_lines_match_ci():
     block = re.search(r"## Set up\s+```bash\n(.*?)```", readme(), re.S).group(1).strip().splitlines()
-    assert block == ['pip install -e ".[dev,onnx]"', "python -m pytest"]
+    assert block == ['pip install -e ".[dev,onnx,web]"', "python -m pytest"]
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as fh:
         ci = [line.strip() for line in fh if line.strip() and not line.lstrip().startswith("#")]
     assert block[0] in ci and block[1] in ci

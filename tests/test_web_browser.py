@@ -26,7 +26,7 @@ from test_web_catalog import write_tiny_model
 pytestmark = pytest.mark.browser
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "t0ken-for-tests"
-INSTALL = ('install them with: apt-get install -y chromium && pip install -e ".[web,browser-tests]"'
+INSTALL = ('install them with: apt-get install -y chromium && pip install -e ".[dev,web]"'
            ' (or leave these tests out: python -m pytest -m "not browser")')
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 WAIT_MS = 30_000
@@ -85,7 +85,7 @@ def browser():
         pytest.fail(f"the browser tests need Chromium, which is not installed; {INSTALL}",
                     pytrace=False)
     try:
-        from playwright.sync_api import sync_playwright   # a test dependency (browser-tests)
+        from playwright.sync_api import sync_playwright   # a test dependency (the dev extra)
     except ImportError:
         pytest.fail(f"the browser tests need Playwright's Python package; {INSTALL}",
                     pytrace=False)
