@@ -4,22 +4,14 @@ import numpy as np
 import paddle
 import pytest
 
+from helpers_onednn import requires_onednn, restore_backend  # noqa: F401 (autouse fixture)
 from ppddpm.config import ModelConfig
-from ppddpm.models import build_model, onednn, onednn_matmul
-from ppddpm.models import conv as conv_mod
+from ppddpm.models import build_model, onednn_matmul
 from ppddpm.models.conv import set_conv_backend
 from ppddpm.models.layers import AttnBlock
 from ppddpm.models.matmul import Linear, batched_matmul
 
-pytestmark = pytest.mark.skipif(not onednn.available()[0],
-                                reason="this Paddle wheel has no oneDNN: " + onednn.available()[1])
-
-
-@pytest.fixture(autouse=True)
-def _restore_backend():
-    before = conv_mod._backend
-    yield
-    conv_mod._backend = before
+pytestmark = requires_onednn
 
 
 def _rel(a, b):

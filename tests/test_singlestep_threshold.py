@@ -5,6 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
+from helpers_mixture import smooth_mixture_case
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.diffusion.schedules import get_beta_schedule
 from ppddpm.samplers import (DDIMSampler, DDPMSampler, DPMSolverPPSampler,
@@ -37,19 +38,7 @@ def test_step_orders_use_every_evaluation_and_end_first_order():
 
 @pytest.fixture(scope="module")
 def smooth_case():
-    """A 2-component mixture (std 0.3), 100 start points, and the exact end point for any
-    last grid point: the ODE to that point (scipy, 1e-9), then x0_hat there, the step every
-    solver takes last."""
-    oracle = GaussianMixtureOracle([[0.5, 0.5], [-0.5, -0.3]], 0.3, ABAR)
-    x_T = np.random.default_rng(5).standard_normal((100, 2))
-    cache = {}
-
-    def reference(t_end):
-        if t_end not in cache:
-            x = oracle.ode_solution(x_T, ABAR[-1], ABAR[t_end], rtol=1e-9, atol=1e-9)
-            cache[t_end] = oracle.x0_np(x, ABAR[t_end])
-        return cache[t_end]
-    return oracle, x_T, reference
+    return smooth_mixture_case(ABAR, 100, 1e-9)
 
 
 @pytest.mark.parametrize("order,nfes", [(2, [11, 15, 21, 29, 41, 57]),

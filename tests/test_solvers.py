@@ -11,8 +11,9 @@ import paddle
 import pytest
 
 from ppddpm.config import SampleConfig
+from helpers_mixture import smooth_mixture_case
 from ppddpm.diffusion import GaussianDiffusion
-from ppddpm.samplers.oracles import GaussianMixtureOracle, gaussian8_oracle
+from ppddpm.samplers.oracles import gaussian8_oracle
 from ppddpm.samplers import (DDIMSampler, DPMSolverPPSampler, DPMSolverSampler,
                              DPMSolverSinglestepSampler, UniPCSampler, timestep_grid)
 from ppddpm.samplers import build_sampler, sampler_description
@@ -26,19 +27,7 @@ NFES = [10, 14, 20, 28, 40, 56, 80]
 
 @pytest.fixture(scope="module")
 def smooth_case():
-    """A 2-component mixture (std 0.3) whose ODE is smooth enough for the asymptotic order
-    to show by 10-80 steps; 200 start points and their exact end point for any last grid
-    point (cached)."""
-    oracle = GaussianMixtureOracle([[0.5, 0.5], [-0.5, -0.3]], 0.3, ABAR)
-    x_T = np.random.default_rng(5).standard_normal((200, 2))
-    cache = {}
-
-    def reference(t_end):
-        if t_end not in cache:
-            x_end = oracle.ode_solution(x_T, ABAR[-1], ABAR[t_end], rtol=1e-8, atol=1e-8)
-            cache[t_end] = oracle.x0_np(x_end, ABAR[t_end])
-        return cache[t_end]
-    return oracle, x_T, reference
+    return smooth_mixture_case(ABAR, 200, 1e-8)
 
 
 def run(sampler, oracle, x_T):
