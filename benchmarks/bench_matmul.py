@@ -12,11 +12,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from common import PYTHONS, ROOT, conditions  # noqa: E402
+from train_loop_worker import timed_iterations  # noqa: E402
 
 # name -> (a shape, b shape, transpose b, b is a weight: the product of a linear layer)
 CASES = {
@@ -30,14 +30,8 @@ SIDES = ("paddle", "ppddpm", "torch")
 
 
 def timed(fn, reps):
-    for _ in range(3):
-        fn()
-    walls, cpus = [], []
-    for _ in range(reps):
-        c0, t0 = time.process_time(), time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
+    """Median wall and CPU seconds of ``reps`` calls after 3 warm-up calls."""
+    walls, cpus = timed_iterations(fn, 3, reps)
     return statistics.median(walls), statistics.median(cpus)
 
 
