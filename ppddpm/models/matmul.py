@@ -18,8 +18,8 @@ from .conv import conv_backend, onednn_enabled
 
 MIN_FLOPS = 1e6   # below this the Python around a oneDNN call costs more than it saves
 # auto: a linear layer over fewer rows (the time embedding's: one row per example) is bound
-# by reading its weights, where Paddle's kernel is as fast ([8, 512] x [512, 256]: 0.29 ms
-# forward + backward against PyTorch's 0.30), so it keeps Paddle's
+# by reading its weights, where Paddle's kernel is as fast as PyTorch's (benchmarks/RESULTS.md,
+# "Fifth session"), so it keeps Paddle's
 MIN_ROWS = 64
 
 
