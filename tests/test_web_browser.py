@@ -127,8 +127,9 @@ def wait_state(page, state):
 def test_sample_watch_the_frames_and_download(site, browser):
     url, models, out = site
     page = open_page(browser, url)
-    assert page.locator("#kind option").all_inner_texts() == ["Sample"]   # the job kinds
-    assert not page.is_visible("#kind-row")   # (a choice once an editing mode exists)
+    assert page.locator("#kind option").all_inner_texts() == ["Sample",   # the job kinds
+                                                               "Image to image (SDEdit)"]
+    assert page.is_visible("#kind-row") and not page.is_visible("#strength-row")
     page.select_option("#model", "cond.pdparam")   # a class and a guidance scale to choose
     assert page.is_visible("#class-row") and page.is_visible("#guidance-row")
     classes = page.locator("#class-label option").all_inner_texts()
@@ -272,4 +273,32 @@ def test_a_bad_upload_gets_one_message(site, browser):
     page.wait_for_function("document.getElementById('upload-message').textContent.includes("
                            "'ok.png: 8x8, ready for uncond.pdparam')")
     assert page.get_attribute("#upload-message", "class") == ""
+    page.context.close()
+
+
+def test_image_to_image_edits_the_upload(site, browser):
+    """SDEdit from the page: the strength field appears with the mode, a job without an
+    upload gets one message, and with one the edited images arrive."""
+    url, _, out = site
+    page = open_page(browser, url)
+    fill(page, "uncond.pdparam", "ddim", 20, 4, seed=1)
+    page.select_option("#kind", "img2img")
+    assert page.is_visible("#strength-row") and page.is_visible("#upload")
+    page.fill("#strength", "0.5")
+    page.click("#sample")
+    page.wait_for_function("document.getElementById('message').textContent.includes("
+                           "'needs an image: upload one for uncond.pdparam first')")
+    good = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 60, 30)).save(good, format="PNG")
+    page.set_input_files("#upload", files=[{"name": "start.png", "mimeType": "image/png",
+                                            "buffer": good.getvalue()}])
+    page.wait_for_function("document.getElementById('upload-message').textContent.includes("
+                           "'start.png: 8x8, ready for uncond.pdparam')")
+    page.click("#sample")
+    wait_state(page, "done")
+    assert "SDEdit at strength 0.5" in page.inner_text("#status")
+    assert page.is_visible("#final")
+    job = page.get_attribute("#status", "data-job")
+    assert (out / job / "grid.png").is_file() and (out / job / "samples.npz").is_file()
+    screenshot(page, "img2img.png")
     page.context.close()

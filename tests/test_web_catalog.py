@@ -17,7 +17,10 @@ from ppddpm.convert.pretrained import save_inference_file
 from ppddpm.diffusion import GaussianDiffusion
 from ppddpm.models import build_model
 from ppddpm.samplers import checked_sampler, generate
+from ppddpm.edit.img2img import img2img
+from ppddpm.io.images import to_uint8
 from ppddpm.web.catalog import Catalog, ModelRefused
+from ppddpm.web.img2img_job import plan_img2img, run_img2img
 from ppddpm.web.jobs import Job, JobQueue
 from ppddpm.web.sample_job import plan_sample, run_sample
 from ppddpm.web.uploads import UploadError, read_image
@@ -144,6 +147,36 @@ def test_a_job_draws_what_denoise_draws_and_writes_only_its_folder(models, tmp_p
     assert (job.steps_done, job.steps_total) == (8, 8)
     assert sorted(os.listdir(tmp_path)) == ["out"]
     assert sorted(os.listdir(tmp_path / "out")) == [job.id]
+
+
+def test_an_img2img_job_is_sdedit_of_the_upload(models, tmp_path):
+    """The page's image-to-image job gives --mode img2img's images (edit.img2img) for the same
+    seed, strength and class; strength 0 gives the upload back; its checks name the value."""
+    entry = Catalog(models["dir"]).resolve("sub/cond.safetensors")
+    upload = np.random.default_rng(0).uniform(-1, 1, (3, 8, 8)).astype(np.float32)
+    form = {"sampler": "ddim", "steps": 10, "seed": 3, "num_images": 4, "class_label": "1",
+            "guidance_scale": 1.0, "strength": 0.6}
+    plan = plan_img2img(form, entry, upload)
+    job, warm = Job("img2img", plan, str(tmp_path / "out")), WarmModel("dygraph")
+    st = os.stat(entry.path)
+    loaded = warm.get(entry, (st.st_size, st.st_mtime_ns))
+    run_img2img(job, loaded)
+    sampler = checked_sampler(loaded.diffusion, plan.base.sample)
+    expected = img2img(loaded.model, sampler, np.repeat(upload[None], 4, axis=0), 0.6, seed=3,
+                       y=[1, 1, 1, 1], guidance_scale=1.0)
+    images = np.load(job.files["npz"])["arr_0"]
+    assert np.array_equal(images, to_uint8(expected))
+    assert 0 < job.steps_total < 10 and job.steps_done == job.steps_total   # t < 0.6 T only
+    kept = Job("img2img", plan_img2img(dict(form, strength=0), entry, upload),
+               str(tmp_path / "out"))
+    run_img2img(kept, loaded)
+    assert np.array_equal(np.load(kept.files["npz"])["arr_0"][0], to_uint8(upload))
+    for bad, words in [(dict(form, strength=1.5), "strength must be between 0.0 and 1.0"),
+                       (dict(form, strength="x"), "strength 'x' is not a number")]:
+        with pytest.raises(ConfigError, match=words):
+            plan_img2img(bad, entry, upload)
+    with pytest.raises(ConfigError, match="needs an uploaded start image"):
+        plan_img2img(form, entry, None)
 
 
 def wait_for(predicate, timeout=20.0):

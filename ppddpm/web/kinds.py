@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from .img2img_job import plan_img2img, run_img2img
 from .sample_job import plan_sample, run_sample
 
 
@@ -23,4 +24,6 @@ class JobKind(NamedTuple):
 
 JOB_KINDS = {
     "sample": JobKind("Sample", lambda form, entry, image: plan_sample(form, entry), run_sample),
+    # SDEdit of the uploaded image (edit/img2img.py); the page shows its strength field
+    "img2img": JobKind("Image to image (SDEdit)", plan_img2img, run_img2img, needs_image=True),
 }

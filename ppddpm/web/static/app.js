@@ -36,6 +36,12 @@ function showModel() {
   if (+$("steps").value > m.timesteps) $("steps").value = m.timesteps;
 }
 
+function showKind() {   // an editing mode shows its own field and opens the upload panel
+  const editing = $("kind").value === "img2img";
+  $("strength-row").hidden = !editing;
+  if (editing) $("upload-panel").open = true;
+}
+
 function showSampler() {
   const s = info.samplers.find((x) => x.name === $("sampler").value);
   $("eta-row").hidden = !s.reads.includes("eta");
@@ -57,7 +63,7 @@ async function load() {
   for (const s of info.samplers) $("sampler").add(new Option(s.title, s.name));
   $("sampler").value = "ddim";
   $("num-images").max = info.max_images;
-  showModel(); showSampler();
+  showModel(); showSampler(); showKind();
   $("sample").disabled = !first;
 }
 
@@ -110,6 +116,7 @@ async function sample() {
     steps: $("steps").value, eta: $("eta").value, seed: $("seed").value,
     num_images: $("num-images").value, class_label: $("class-row").hidden ? "" : $("class-label").value,
     guidance_scale: $("guidance-row").hidden ? 0 : $("guidance").value,
+    strength: $("strength").value,
   };
   $("sample").disabled = true;
   try {
@@ -150,6 +157,7 @@ async function upload() {
 
 $("model").addEventListener("change", showModel);
 $("sampler").addEventListener("change", showSampler);
+$("kind").addEventListener("change", showKind);
 $("sample").addEventListener("click", sample);
 $("stop").addEventListener("click", stop);
 $("upload").addEventListener("change", upload);
