@@ -19,7 +19,7 @@ from ..samplers import checked_sampler, sampler_description
 from ..samplers.noise import NoiseStream
 from .catalog import ModelEntry
 from .jobs import Job
-from .sample_job import (FRAMES, MAX_IMAGES, SamplePlan, number, png_bytes, sample_settings,
+from .sample_job import (MAX_IMAGES, SamplePlan, number, sample_settings, stream_and_write,
                          write_outputs)
 from .warm import LoadedModel
 
@@ -66,22 +66,7 @@ def run_img2img(job: Job, loaded: LoadedModel) -> None:
         return
     eps = NoiseStream(base.sample.seed, range(n), shape, max_draws=1).next()
     start = sdedit_start(sampler, to_model_range(x0, loaded.model), eps, plan.strength)
-    part = with_steps(sampler, steps)
-    total, every = len(steps), max(1, len(steps) // FRAMES)
-    frames = part.progressive(loaded.model, [n] + shape, every=1, seed=base.sample.seed,
-                              noise=start.numpy(), y=base.labels,
-                              guidance_scale=base.sample.guidance_scale)
-    xt_frames, last = [], None
-    try:
-        for i, last in enumerate(frames, 1):
-            job.step(i, total)
-            if job.stopped:
-                return
-            if i % every == 0 or i == total:
-                x0_hat, xt = to_uint8(last["pred_x0"]), to_uint8(last["x"])
-                xt_frames.append(xt)
-                job.show_frames({"x0": png_bytes(x0_hat, base.rows, base.cols),
-                                 "xt": png_bytes(xt, base.rows, base.cols)})
-    finally:
-        frames.close()
-    write_outputs(job, to_uint8(last["x"]), xt_frames)
+    frames = with_steps(sampler, steps).progressive(
+        loaded.model, [n] + shape, every=1, seed=base.sample.seed, noise=start.numpy(),
+        y=base.labels, guidance_scale=base.sample.guidance_scale)
+    stream_and_write(job, base, frames, len(steps))

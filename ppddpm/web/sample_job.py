@@ -102,15 +102,20 @@ def run_sample(job: Job, loaded: LoadedModel) -> None:
     nothing. Writes the grid PNG, the GIF of x_t and the .npz into the job's folder."""
     plan: SamplePlan = job.plan
     sampler = checked_sampler(loaded.diffusion, plan.sample)
-    total, n = sampler.num_steps, plan.num_images
-    every = max(1, total // FRAMES)
+    n = plan.num_images
     job.note((loaded.warning + "; " if loaded.warning else "") + f"sampling {n} images with "
              f"{plan.description}")
-    xt_frames = []
     frames = sampler.progressive(loaded.model, [n] + list(loaded.shape), every=1,
                                  seed=plan.sample.seed, y=plan.labels,
                                  guidance_scale=plan.sample.guidance_scale)
-    last = None
+    stream_and_write(job, plan, frames, sampler.num_steps)
+
+
+def stream_and_write(job: Job, plan: SamplePlan, frames, total: int) -> None:
+    """Drive a progressive generator of ``total`` steps: the job's progress at every step,
+    about FRAMES x0/x_t frames to the page, and the outputs once it ends; nothing is written
+    when a stop request ends it."""
+    every, xt_frames, last = max(1, total // FRAMES), [], None
     try:
         for i, last in enumerate(frames, 1):
             job.step(i, total)
