@@ -14,6 +14,7 @@ import paddle
 from .config import Config, parse_num_images
 from .config.names import CLASSIFIER_ARCHS
 from .convert.pretrained import load_pretrained
+from .data.labels import balanced_labels, random_labels, sampling_classes
 from .diffusion import GaussianDiffusion, short_chain_problem
 from .engines import make_engine
 from .engines.onnx import available
@@ -151,3 +152,20 @@ def class_tag(sample_cfg, num_classes: Optional[int], classifier_scale: Optional
         return "_nolabel"
     guided = f"_w{sample_cfg.guidance_scale:g}" if sample_cfg.guidance_scale else ""
     return f"_class{spec}{guided}"
+
+
+def run_class_tag(sample_cfg, setup: SamplingSetup) -> str:
+    """``class_tag`` of a run on this set-up (its model's classes, its classifier's scale)."""
+    scale = None if setup.classifier is None else setup.classifier.scale
+    return class_tag(sample_cfg, setup.file_config.model.num_classes, scale)
+
+
+def run_labels(sample_cfg, setup: SamplingSetup, n: int, source: str):
+    """(classes, the class of each of n images) of a run: --class_label's classes in turn,
+    (None, random classes) under classifier guidance without it, else (None, None)."""
+    classes = sampling_classes(sample_cfg, setup.file_config, source, setup.classifier_config)
+    if classes is not None:
+        return classes, balanced_labels(classes, n)
+    if setup.classifier is not None:
+        return None, random_labels(sample_cfg.seed, n, setup.classifier_config.model.num_classes)
+    return None, None

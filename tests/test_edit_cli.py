@@ -244,3 +244,13 @@ def test_labels_and_guidance_reach_the_edit(conditional):
          "--sample_postfix", "cond7")
     assert not np.array_equal(tile(conditional["dir"] / "out" / "img2img_cond7_s1.png", 1, 0),
                               plain)
+
+
+def test_edits_of_two_classes_keep_their_own_files(conditional):
+    """Without --sample_postfix an edit's outputs carry its classes, as denoise's grids do:
+    a class-5 run neither overwrites nor resumes a class-3 one."""
+    for cls in ("3", "5"):
+        call(conditional, "img2img", *DDIM, "--class_label", cls, "--init_image",
+             conditional["images"][0], "--strength", "0.4")
+    names = sorted(p.name for p in (conditional["dir"] / "out").glob("img2img_*_s0.4.png"))
+    assert [n for n in names if "_class3_" in n] and [n for n in names if "_class5_" in n], names

@@ -13,7 +13,7 @@ from ..data.labels import grid_labels, random_labels, sampling_classes
 from ..evaluate.resumable import chunk_files, finished_images, generate_resumable, sampling_meta
 from ..io.grid_output import SamplePaths, grid_layout, maybe_grey, sample_paths, show_image
 from ..io.images import image_format, save_grid, save_individual, save_npz, save_sequence
-from ..pipeline import SamplingSetup, class_tag, prepare_sampling
+from ..pipeline import SamplingSetup, prepare_sampling, run_class_tag
 from ..runtime import dist
 from ..runtime.progress import note, say
 from ..samplers import generate_sequence, sampler_description
@@ -107,9 +107,7 @@ def plan_denoise(args, cfg: Config, setup: SamplingSetup) -> DenoisePlan:
     if mismatch:
         note(mismatch)
     if not was_given(args, "sample_postfix"):
-        scale = None if setup.classifier is None else setup.classifier.scale
-        cfg.sample.sample_postfix += class_tag(cfg.sample, setup.file_config.model.num_classes,
-                                               scale)
+        cfg.sample.sample_postfix += run_class_tag(cfg.sample, setup)
     n, rows, cols = setup.grid
     rows, cols = grid_layout(n, rows, cols, args.nrow)
     if classes is not None:

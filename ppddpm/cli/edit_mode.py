@@ -14,16 +14,16 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from ..config import Config, ConfigError, label
-from ..data.labels import balanced_labels, random_labels, sampling_classes
 from ..edit import decode, encode, img2img, interpolation_latents, repaint, seed_latent
 from ..evaluate.likelihood import test_images
 from ..evaluate.resumable import run_resumable, sampling_meta
 from ..io.files import atomic_write
 from ..io.images import save_grid, save_individual, save_npz, save_sequence, to_uint8
-from ..pipeline import SamplingSetup
+from ..pipeline import SamplingSetup, run_class_tag, run_labels
 from ..runtime import dist
 from ..runtime.progress import note, say
 from ..samplers import sampler_description
+from .args import was_given
 from .denoise import sampling_setup
 from .edit_inputs import InputImages, parse_endpoints, read_images, read_mask
 from .outputs import output_folders, prepare_output_dirs
@@ -48,6 +48,8 @@ def run_edit(args, cfg: Config, mode: str) -> None:
     if list(setup.shape) == [2, 1, 1]:
         raise ConfigError(f"--mode {mode} edits images; {args.pretrained_path} is a model of "
                           "2-D points (a toy set)")
+    if not was_given(args, "sample_postfix"):   # runs of other classes keep their own files
+        cfg.sample.sample_postfix += run_class_tag(cfg.sample, setup)
     {"encode": run_encode, "interpolate": run_interpolate, "img2img": run_img2img,
      "inpaint": run_inpaint}[mode](args, cfg, setup)
 
@@ -68,14 +70,8 @@ def base_path(cfg: Config, mode: str, tag: str = "") -> str:
 
 
 def labels_for(cfg: Config, setup: SamplingSetup, n: int, source: str) -> Optional[np.ndarray]:
-    """Image i's class (conditional or classifier-guided models): --class_label's classes in
-    turn; random ones for classifier guidance without it; None otherwise."""
-    classes = sampling_classes(cfg.sample, setup.file_config, source, setup.classifier_config)
-    if classes is not None:
-        return balanced_labels(classes, n)
-    if setup.classifier is not None:
-        return random_labels(cfg.sample.seed, n, setup.classifier_config.model.num_classes)
-    return None
+    """Image i's class (conditional or classifier-guided models), else None."""
+    return run_labels(cfg.sample, setup, n, source)[1]
 
 
 def guide_for(cfg: Config, setup: SamplingSetup, labels: Optional[np.ndarray]) -> Callable:

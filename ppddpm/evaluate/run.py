@@ -21,10 +21,9 @@ from typing import Optional
 import numpy as np
 
 from ..config import Config, ConfigError, ModelConfig
-from ..data.labels import balanced_labels, random_labels, sampling_classes
 from ..errors import CheckpointError
 from ..io.files import atomic_write
-from ..pipeline import class_tag, prepare_sampling
+from ..pipeline import prepare_sampling, run_class_tag, run_labels
 from ..runtime import dist
 from ..runtime.progress import note, say
 from ..samplers import sampler_description
@@ -80,15 +79,10 @@ def _generate_for_eval(opts: EvalOptions, cfg: Config):
     model, sampler, shape = setup.model, setup.sampler, setup.shape
     n, batch, s = opts.num_samples, cfg.sample.batchsize or cfg.train.batchsize, cfg.sample
     desc = sampler_description(sampler)
-    classes = sampling_classes(s, setup.file_config, opts.pretrained_path,
-                               setup.classifier_config)
-    labels = None if classes is None else balanced_labels(classes, n)   # class-balanced
-    if labels is None and setup.classifier is not None:   # classifier guidance, random classes
-        labels = random_labels(s.seed, n, setup.classifier_config.model.num_classes)
+    classes, labels = run_labels(s, setup, n, opts.pretrained_path)   # class-balanced
     meta = sampling_meta(opts.pretrained_path, desc, s, shape, classes, setup.classifier)
     if opts.name_classes:   # a class-3 eval never reuses or overwrites a class-5 one's files
-        s.sample_postfix += class_tag(s, setup.file_config.model.num_classes,
-                                      None if setup.classifier is None else setup.classifier.scale)
+        s.sample_postfix += run_class_tag(s, setup)
     base = os.path.join(s.sample_dir, f"{s.sample_postfix}_eval")
     path = f"{base}{n}.npz"
     info = {"checkpoint": opts.pretrained_path,
